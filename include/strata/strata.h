@@ -1,0 +1,270 @@
+/*
+ * strata.h - the public C API of libstrata, the Strata memory engine.
+ *
+ * In the spirit of SQLite: open a data directory, get a handle, call functions.
+ * Every function returns STRATA_OK (0) or a negative STRATA_E* code; the
+ * detail of the last failure on the calling thread is strata_errmsg().
+ *
+ * Thread-safety: a strata_db handle may be used from any number of threads at
+ * once; every strata_db_* / strata_session_* / strata_kv_* call is thread-safe.
+ *
+ * Ownership: results are returned through out-parameters placed last and are
+ * freed by their matching strata_*_free(). On failure an out-parameter is set
+ * to NULL (or 0), never left half-built.
+ *
+ * Tenancy: every data call takes the tenant it acts for. Nothing in one tenant
+ * is visible to a call made for another.
+ */
+#ifndef STRATA_STRATA_H
+#define STRATA_STRATA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define STRATA_API __attribute__((visibility("default")))
+#else
+#define STRATA_API
+#endif
+
+#define STRATA_VERSION "0.1.0"
+
+/* ---- error codes ------------------------------------------------------ */
+#define STRATA_OK           0
+#define STRATA_ENOMEM      -1   /* allocation failed */
+#define STRATA_EINVAL      -2   /* bad argument or bad input */
+#define STRATA_ENOTFOUND   -3   /* no such session / key / record */
+#define STRATA_EIO         -4   /* a system call failed */
+#define STRATA_ECORRUPT    -5   /* checksum or format error in a file */
+#define STRATA_EEXIST      -6   /* already exists */
+#define STRATA_ETOOBIG     -7   /* over a configured size limit */
+#define STRATA_EBUSY       -8   /* resource busy / limit reached, retry later */
+#define STRATA_ECLOSED     -9   /* the handle is shutting down */
+#define STRATA_ECONFLICT  -10   /* state conflict (e.g. wrong user for session) */
+#define STRATA_EUNSUPPORTED -11 /* operation not supported by this backend */
+#define STRATA_EPROTO     -12   /* peer spoke a malformed protocol */
+#define STRATA_ETIMEDOUT  -13   /* deadline passed */
+
+/* Name of an error code, e.g. "ENOTFOUND"-style text for people. Never NULL. */
+STRATA_API const char *strata_strerror(int rc);
+
+/* Detail of the last failure on the calling thread ("" if none). Valid until
+ * the next strata call on this thread. */
+STRATA_API const char *strata_errmsg(void);
+
+/* ---- allocator hooks -------------------------------------------------- */
+typedef struct strata_allocator {
+    void *(*malloc_fn)(size_t size);
+    void *(*realloc_fn)(void *ptr, size_t size);
+    void (*free_fn)(void *ptr);
+} strata_allocator;
+
+/* Replace the allocator used by the whole library. Call before any other
+ * strata function; NULL restores the C library's allocator. Not thread-safe. */
+STRATA_API void strata_set_allocator(const strata_allocator *alloc);
+
+/* ---- configuration ---------------------------------------------------- */
+typedef enum strata_fsync_policy {
+    STRATA_FSYNC_ALWAYS = 0,   /* fdatasync before every acknowledgement (group commit) */
+    STRATA_FSYNC_EVERYSEC = 1, /* write() before ack, fdatasync once a second */
+    STRATA_FSYNC_NO = 2        /* write() before ack, the OS decides when to sync */
+} strata_fsync_policy;
+
+typedef struct strata_config {
+    const char *data_dir;            /* directory holding log/ and snap/; created if absent */
+    strata_fsync_policy fsync;       /* default STRATA_FSYNC_EVERYSEC */
+    uint64_t segment_max_bytes;      /* log segment rotation size, default 64 MiB */
+    uint32_t buffer_turns;           /* N: turns kept in session:{id}:buffer, default 20 */
+    uint32_t session_ttl_s;          /* idle session expiry, default 1800 s; 0 = never */
+    uint32_t consolidate_every;      /* queue consolidation every K turns, default 10; 0 = off */
+    uint32_t retention_s;            /* raw interaction retention, default 7 days */
+    uint32_t snapshot_every_s;       /* periodic snapshot interval, default 300 s; 0 = off */
+    uint32_t max_content_bytes;      /* max size of one turn's content, default 64 KiB */
+    uint32_t job_workers;            /* background job threads, default 2 */
+    int background;                  /* 1: run expiry/snapshot/job threads (server); 0: none */
+} strata_config;
+
+/* Fill cfg with the defaults above (data_dir = "./data", background = 1). */
+STRATA_API void strata_config_init(strata_config *cfg);
+
+/* Parse "always" | "everysec" | "no". Returns STRATA_OK or STRATA_EINVAL. */
+STRATA_API int strata_fsync_parse(const char *text, strata_fsync_policy *out);
+STRATA_API const char *strata_fsync_name(strata_fsync_policy policy);
+
+/* ---- database handle -------------------------------------------------- */
+typedef struct strata_db strata_db;
+
+/* Recovery report filled by strata_db_open. */
+typedef struct strata_recovery_info {
+    uint64_t records_replayed;       /* log records applied after the snapshots */
+    uint64_t bytes_truncated;        /* torn/corrupt tail bytes dropped from the last segment */
+    uint64_t snapshot_lsn;           /* log position covered by the L1 snapshot loaded (0 none) */
+    uint64_t last_lsn;               /* highest log sequence number after recovery */
+} strata_recovery_info;
+
+/* Open (creating if needed) the data directory, load the latest snapshots and
+ * replay the log tail. info may be NULL. On failure *out is NULL. */
+STRATA_API int strata_db_open(const strata_config *cfg, strata_db **out,
+                              strata_recovery_info *info);
+
+/* Flush and sync the log, stop background threads and free everything.
+ * Accepts NULL. Not to be called while other threads use db. */
+STRATA_API void strata_db_close(strata_db *db);
+
+/* Write a snapshot of every tier now, stamped with the current log position,
+ * then drop segments no snapshot needs and past retention. */
+STRATA_API int strata_db_snapshot(strata_db *db);
+
+/* Make every acknowledged write durable now (fdatasync), whatever the policy. */
+STRATA_API int strata_db_sync(strata_db *db);
+
+/* Counters for /metrics. Plain value struct; every field is a current value. */
+typedef struct strata_db_stats {
+    uint64_t sessions;               /* live sessions in L1 */
+    uint64_t turns_buffered;         /* turns held across all session buffers */
+    uint64_t kv_keys;                /* generic-store keys, all tiers */
+    uint64_t dirty_users;            /* users with a non-empty dirty set */
+    uint64_t log_last_lsn;           /* highest assigned log sequence number */
+    uint64_t log_durable_lsn;        /* highest fsynced log sequence number */
+    uint64_t log_bytes;              /* bytes across live segments */
+    uint64_t log_segments;           /* live segment files */
+    uint64_t log_fsyncs;             /* fdatasync calls made */
+    uint64_t log_appends;            /* records appended since open */
+    uint64_t sessions_expired;       /* idle expiries since open */
+    uint64_t snapshots_written;      /* snapshots since open */
+    uint64_t segments_dropped;       /* segments removed by retention since open */
+    uint64_t jobs_queued;            /* jobs waiting */
+    uint64_t jobs_running;           /* jobs being executed */
+    uint64_t jobs_done;              /* jobs finished since open */
+    uint64_t jobs_failed;            /* jobs failed since open */
+} strata_db_stats;
+
+STRATA_API void strata_db_stats_get(strata_db *db, strata_db_stats *out);
+
+/* ---- L1: sessions ----------------------------------------------------- */
+#define STRATA_ID_MAX 128            /* ids are 1..128 bytes of [A-Za-z0-9_.:@-] */
+#define STRATA_JOB_ID_LEN 32         /* job ids: "job-" + 16 hex digits + NUL fits */
+
+/* 1 if id is a valid id (1..128 bytes of [A-Za-z0-9_.:@-]), else 0. */
+STRATA_API int strata_id_valid(const char *id, size_t len);
+
+typedef enum strata_role {
+    STRATA_ROLE_USER = 0,
+    STRATA_ROLE_ASSISTANT = 1,
+    STRATA_ROLE_SYSTEM = 2
+} strata_role;
+
+STRATA_API int strata_role_parse(const char *text, strata_role *out);
+STRATA_API const char *strata_role_name(strata_role role);
+
+typedef struct strata_turn_ack {
+    uint32_t turn_count;             /* the session's turn_count after this turn */
+    int consolidation_queued;        /* 1 if this turn queued a consolidation job */
+    char job_id[STRATA_JOB_ID_LEN];  /* that job's id, "" if none */
+    uint64_t lsn;                    /* log position of the turn record */
+} strata_turn_ack;
+
+/* Append a turn to a session (creating the session on its first turn) and
+ * acknowledge once durable under the fsync policy. A session belongs to the
+ * user of its first turn: a later turn naming another user is STRATA_ECONFLICT.
+ * content must be valid UTF-8 of at most max_content_bytes. */
+STRATA_API int strata_turn_append(strata_db *db, const char *tenant, const char *session_id,
+                                  const char *user_id, strata_role role,
+                                  const char *content, size_t content_len,
+                                  strata_turn_ack *out);
+
+typedef struct strata_turn {
+    strata_role role;
+    char *content;                   /* NUL-terminated UTF-8 */
+    size_t content_len;
+    int64_t ts;                      /* Unix seconds */
+    uint32_t seq;                    /* 1-based turn number within the session */
+} strata_turn;
+
+typedef struct strata_session {
+    char *session_id;
+    char *user_id;
+    char *current_stage;             /* "" until set */
+    uint32_t turn_count;
+    int64_t last_active;             /* Unix seconds */
+    int ended;                       /* 1 once ended (explicitly) and not resumed */
+    size_t n_turns;                  /* turns in the buffer, at most buffer_turns */
+    strata_turn *turns;              /* oldest first */
+} strata_session;
+
+/* Copy of a session's state and buffer. STRATA_ENOTFOUND if absent. */
+STRATA_API int strata_session_get(strata_db *db, const char *tenant, const char *session_id,
+                                  strata_session **out);
+STRATA_API void strata_session_free(strata_session *s);
+
+/* Set current_stage (UTF-8, at most 256 bytes). On success, if out is not NULL,
+ * it receives a copy of the session (free with strata_session_free). */
+STRATA_API int strata_session_set_stage(strata_db *db, const char *tenant,
+                                        const char *session_id, const char *stage,
+                                        strata_session **out);
+
+/* End a session: queue its consolidation and return the job id. */
+STRATA_API int strata_session_end(strata_db *db, const char *tenant, const char *session_id,
+                                  char job_id[STRATA_JOB_ID_LEN]);
+
+/* A list of strings (dirty attributes, key ids, ...). */
+typedef struct strata_strlist {
+    size_t n;
+    char **items;
+} strata_strlist;
+STRATA_API void strata_strlist_free(strata_strlist *l);
+
+/* Members of user:{id}:dirty, sorted. An unknown user has an empty list. */
+STRATA_API int strata_dirty_get(strata_db *db, const char *tenant, const char *user_id,
+                                strata_strlist **out);
+STRATA_API int strata_dirty_add(strata_db *db, const char *tenant, const char *user_id,
+                                const char *attribute);
+STRATA_API int strata_dirty_clear(strata_db *db, const char *tenant, const char *user_id);
+
+/* ---- jobs ------------------------------------------------------------- */
+typedef enum strata_job_status {
+    STRATA_JOB_QUEUED = 0,
+    STRATA_JOB_RUNNING = 1,
+    STRATA_JOB_DONE = 2,
+    STRATA_JOB_FAILED = 3
+} strata_job_status;
+
+typedef struct strata_job_info {
+    char job_id[STRATA_JOB_ID_LEN];
+    char kind[32];                   /* "consolidate", "distill", ... */
+    strata_job_status status;
+    char error[256];                 /* "" unless failed */
+    uint32_t attempts;
+} strata_job_info;
+
+STRATA_API const char *strata_job_status_name(strata_job_status st);
+STRATA_API int strata_job_get(strata_db *db, const char *tenant, const char *job_id,
+                              strata_job_info *out);
+
+/* ---- generic store (the brief's MemoryStore get/put) ------------------ */
+typedef enum strata_tier { STRATA_TIER_L1 = 1, STRATA_TIER_L2 = 2, STRATA_TIER_L3 = 3 } strata_tier;
+STRATA_API int strata_tier_parse(const char *text, strata_tier *out);
+
+#define STRATA_KV_KEY_MAX 512        /* keys are 1..512 bytes of UTF-8 without NUL or '/' */
+#define STRATA_KV_VALUE_MAX (1u << 20)
+
+/* Store a JSON document (already validated by the caller) under key. */
+STRATA_API int strata_kv_put(strata_db *db, const char *tenant, strata_tier tier,
+                             const char *key, const char *json, size_t json_len);
+/* Fetch a copy; *json_out is NUL-terminated, free with strata_free. */
+STRATA_API int strata_kv_get(strata_db *db, const char *tenant, strata_tier tier,
+                             const char *key, char **json_out, size_t *len_out);
+STRATA_API int strata_kv_delete(strata_db *db, const char *tenant, strata_tier tier,
+                                const char *key);
+
+/* Free memory returned by the library where no specific destructor exists. */
+STRATA_API void strata_free(void *ptr);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* STRATA_STRATA_H */

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs every build, test and benchmark dependency from Debian's packages.
+# Idempotent: safe to run again; installs only what is missing. Needs root (or sudo).
+set -euo pipefail
+
+PKGS=(
+    build-essential cmake ninja-build pkg-config
+    libjansson-dev        # JSON parsing (UTF-8 validating, duplicate-key rejecting)
+    libssl-dev            # CRC/hash helpers, AES-256-GCM at rest, TLS 1.3
+    libcurl4-openssl-dev  # CLI and HTTP providers (OpenAI-compatible servers)
+    libhiredis-dev        # L1 on Redis
+    clang libclang-rt-14-dev llvm  # libFuzzer and sanitizer runtimes
+    redis-server redis-tools       # tests against a real Redis, redis-benchmark
+    wrk                   # HTTP load benchmark
+    python3 python3-pytest curl
+)
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+missing=()
+for p in "${PKGS[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+        missing+=("$p")
+    fi
+done
+
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "setup: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update -qq
+    $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+echo "setup: all dependencies present"

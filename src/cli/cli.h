@@ -1,0 +1,25 @@
+/*
+ * cli.h - the internal header of the strata command-line tool. Online
+ * commands talk to a running stratad over HTTP (http_client.c); each command
+ * prints a readable form by default and the server's JSON with --json.
+ */
+#ifndef STRATA_CLI_H
+#define STRATA_CLI_H
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "core/core.h"
+
+typedef struct cli {
+    const char *url;             /* base URL, default http://127.0.0.1:7700 */
+    const char *api_key;         /* --api-key or STRATA_API_KEY */
+    bool json;                   /* --json: print the server's JSON */
+    long timeout_ms;
+} cli;
+
+int cli_request(cli *c, const char *method, const char *path, const char *body, long *status,
+                sbuf *out);
+void cli_path_escape(char *dst, size_t cap, const char *src);
+
+#endif /* STRATA_CLI_H */

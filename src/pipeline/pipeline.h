@@ -1,0 +1,108 @@
+/*
+ * pipeline.h - the internal header of src/pipeline, where the tiers meet:
+ * the database handle (db.c: log first, then apply, in log order), the
+ * generic key-value store (kv.c), and the durable job queue (jobs.c).
+ *
+ * Write path of every mutation:
+ *
+ *   request thread                      db->write_lock held
+ *   ---------------                     -------------------
+ *   validate (no lock)
+ *   lock ----------------------------->  precheck against current state
+ *                                        aol_append (LSN n, bytes queued)
+ *                                        apply to the in-memory tier(s)
+ *   unlock <--------------------------
+ *   aol_wait(n)  (group commit, no lock held)
+ *   acknowledge
+ *
+ * So the in-memory tiers always equal "the log up to last_lsn" and a replay
+ * of the log reproduces them exactly. A reader may see a write a few
+ * microseconds before it is durable; it is never acknowledged before that.
+ */
+#ifndef STRATA_PIPELINE_H
+#define STRATA_PIPELINE_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "core/core.h"
+#include "l1/l1.h"
+#include "log/log.h"
+
+/* ---- generic key-value store (kv.c) ---------------------------------- */
+typedef struct kv_store kv_store;
+
+kv_store *kv_create(void);
+void kv_free(kv_store *kv);
+/* Caller holds db->write_lock for writes. Thread-safe for readers (own rwlock). */
+int kv_apply_put(kv_store *kv, const char *tenant, size_t tenant_len, strata_tier tier,
+                 const char *key, size_t key_len, const char *val, size_t val_len);
+int kv_apply_delete(kv_store *kv, const char *tenant, size_t tenant_len, strata_tier tier,
+                    const char *key, size_t key_len);
+int kv_get(kv_store *kv, const char *tenant, strata_tier tier, const char *key, char **val_out,
+           size_t *len_out);
+uint64_t kv_count(kv_store *kv);
+int kv_snapshot_write(kv_store *kv, sbuf *out);
+int kv_snapshot_load(kv_store *kv, const void *data, size_t len);
+
+/* ---- jobs (jobs.c) ---------------------------------------------------- */
+/*
+ * A job is born from a log record (a turn that reaches the consolidation
+ * interval, a session end or expiry, a distill request): its id is derived
+ * from that record's LSN, so a replay re-creates the same job. Its input (the
+ * turns to consolidate) is copied into the job when the record is applied.
+ * Finishing a job logs AOL_JOB_DONE / AOL_JOB_FAILED; a job without one after
+ * a restart runs again, and handlers are idempotent, so the effect is once.
+ */
+typedef struct jobs jobs;
+
+
+/* What a handler sees. Pointers are valid during the call. */
+typedef struct job_view {
+    const char *id;
+    const char *kind;
+    const char *tenant;
+    const char *session_id;     /* "" if none */
+    const char *user_id;        /* "" if none */
+    const strata_turn *turns;   /* input turns, oldest first */
+    size_t n_turns;
+    uint32_t attempt;           /* 1 on the first run */
+} job_view;
+
+/* Returns STRATA_OK, or an error with errbuf filled; retryable errors
+ * (STRATA_EBUSY, STRATA_ETIMEDOUT, STRATA_EIO) are retried with backoff. */
+typedef int (*job_handler_fn)(void *ctx, const job_view *view, char *errbuf, size_t errcap);
+
+void job_id_format(char out[STRATA_JOB_ID_LEN], uint64_t lsn);
+
+jobs *jobs_create(void);
+void jobs_free(jobs *js);
+/* Register the handler of a kind (before jobs_start). */
+int jobs_register(jobs *js, const char *kind, job_handler_fn fn, void *ctx);
+
+/* Apply side (caller holds db->write_lock): create a queued job. turns are
+ * copied. Idempotent on id. */
+int jobs_apply_enqueue(jobs *js, uint64_t lsn, const char *kind, const char *tenant,
+                       size_t tenant_len, const char *session_id, const char *user_id,
+                       const strata_turn *turns, size_t n_turns, int64_t created_ms);
+/* Apply a JOB_DONE/JOB_FAILED record. Unknown ids are ignored (pruned jobs). */
+void jobs_apply_finish(jobs *js, const char *job_id, bool ok, const char *error);
+
+int jobs_get(jobs *js, const char *tenant, const char *job_id, strata_job_info *out);
+void jobs_counts(jobs *js, uint64_t *queued, uint64_t *running, uint64_t *done,
+                 uint64_t *failed);
+
+int jobs_snapshot_write(jobs *js, sbuf *out);
+int jobs_snapshot_load(jobs *js, const void *data, size_t len);
+
+/* Worker threads. finish_fn is called by a worker when a job ends, to log
+ * its outcome (db.c logs AOL_JOB_DONE/FAILED and then calls
+ * jobs_apply_finish). */
+typedef int (*job_finish_fn)(void *ctx, const char *tenant, const char *job_id, bool ok,
+                             const char *error);
+int jobs_start(jobs *js, unsigned n_workers, job_finish_fn finish, void *finish_ctx);
+/* Stop accepting work, let running jobs end, join workers. Queued jobs stay
+ * queued (they are in the log and run after the next start). */
+void jobs_stop(jobs *js);
+
+#endif /* STRATA_PIPELINE_H */

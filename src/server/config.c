@@ -1,0 +1,316 @@
+/*
+ * config.c - stratad's settings. Each setting has one name used three ways:
+ * the flag --data-dir, the environment variable STRATA_DATA_DIR, and the
+ * config-file line `data-dir = ./data` (or data_dir). Precedence, lowest
+ * first: built-in default, config file, environment, command line.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "server/server.h"
+
+typedef enum opt_kind { OPT_STR, OPT_U32, OPT_U64, OPT_INT, OPT_FSYNC } opt_kind;
+
+typedef struct opt_def {
+    const char *name;            /* flag name without "--" */
+    opt_kind kind;
+    size_t offset;               /* into server_settings */
+    const char *def;             /* default, for the help text */
+    const char *help;
+} opt_def;
+
+#define OFF(field) offsetof(server_settings, field)
+
+static const opt_def OPTS[] = {
+    {"host", OPT_STR, OFF(host_owned), "127.0.0.1", "address to listen on"},
+    {"port", OPT_INT, OFF(http.port), "7700", "TCP port (0 picks a free one)"},
+    {"data-dir", OPT_STR, OFF(data_dir_owned), "./data", "where the log and snapshots live"},
+    {"fsync", OPT_FSYNC, OFF(db.fsync), "everysec",
+     "log durability: always (fsync before ack) | everysec | no"},
+    {"segment-max-bytes", OPT_U64, OFF(db.segment_max_bytes), "67108864",
+     "rotate log segments past this size"},
+    {"buffer-turns", OPT_U32, OFF(db.buffer_turns), "20",
+     "N, turns kept in session:{id}:buffer"},
+    {"session-ttl", OPT_U32, OFF(db.session_ttl_s), "1800",
+     "seconds of idleness before a session expires (0: never)"},
+    {"consolidate-every", OPT_U32, OFF(db.consolidate_every), "10",
+     "queue consolidation every K turns (0: only at session end)"},
+    {"retention", OPT_U32, OFF(db.retention_s), "604800",
+     "seconds raw interactions stay in the log"},
+    {"snapshot-every", OPT_U32, OFF(db.snapshot_every_s), "300",
+     "seconds between snapshots (0: only at shutdown)"},
+    {"max-content-bytes", OPT_U32, OFF(db.max_content_bytes), "65536",
+     "largest accepted turn content"},
+    {"job-workers", OPT_U32, OFF(db.job_workers), "2", "background job threads"},
+    {"threads", OPT_INT, OFF(http.threads), "0", "HTTP event loops (0: 2 x cores)"},
+    {"max-connections", OPT_INT, OFF(http.max_connections), "1024",
+     "open connections allowed at once"},
+    {"max-body-bytes", OPT_U64, OFF(http.limits.max_body_bytes), "1048576",
+     "largest request body (413 above)"},
+    {"max-header-bytes", OPT_U64, OFF(http.limits.max_header_bytes), "16384",
+     "largest request head (431 above)"},
+    {"idle-timeout-ms", OPT_INT, OFF(http.idle_timeout_ms), "60000",
+     "close keep-alive connections idle this long"},
+    {"request-timeout-ms", OPT_INT, OFF(http.request_timeout_ms), "10000",
+     "a started request must arrive within this"},
+    {"access-log", OPT_STR, OFF(access_log_path), "(off)",
+     "append one line per request to this file (- for stderr)"},
+    {"log-level", OPT_STR, OFF(log_level), "info", "debug | info | warn | error"},
+};
+
+void settings_print_help(FILE *out)
+{
+    fprintf(out, "usage: stratad [--config FILE] [--NAME VALUE]...\n\n"
+                 "Every setting can also come from the environment (STRATA_NAME, upper case,\n"
+                 "'-' as '_') or from a config file of `name = value` lines.\n\n");
+    for (size_t i = 0; i < STRATA_ARRAY_LEN(OPTS); i++) {
+        char env[64] = "STRATA_";
+        size_t k = 7;
+        for (const char *p = OPTS[i].name; *p && k < sizeof(env) - 1; p++) {
+            env[k++] = *p == '-' ? '_' : (char)toupper((unsigned char)*p);
+        }
+        env[k] = '\0';
+        fprintf(out, "  --%-20s %-28s %s (default %s)\n", OPTS[i].name, env, OPTS[i].help,
+                OPTS[i].def);
+    }
+}
+
+static const opt_def *opt_find(const char *name, size_t len)
+{
+    for (size_t i = 0; i < STRATA_ARRAY_LEN(OPTS); i++) {
+        const char *n = OPTS[i].name;
+        if (strlen(n) != len) {
+            continue;
+        }
+        bool same = true;
+        for (size_t k = 0; k < len && same; k++) {
+            char a = n[k];
+            char b = name[k] == '_' ? '-' : (char)tolower((unsigned char)name[k]);
+            same = a == b;
+        }
+        if (same) {
+            return &OPTS[i];
+        }
+    }
+    return NULL;
+}
+
+static int opt_set(server_settings *s, const opt_def *o, const char *value, char *err,
+                   size_t errcap)
+{
+    char *base = (char *)s;
+    char *end = NULL;
+    errno = 0;
+    switch (o->kind) {
+    case OPT_STR: {
+        char **slot = (char **)(base + o->offset);
+        char *copy = strata_strdup(value);
+        if (copy == NULL) {
+            snprintf(err, errcap, "out of memory");
+            return STRATA_ENOMEM;
+        }
+        strata_free(*slot);
+        *slot = copy;
+        return STRATA_OK;
+    }
+    case OPT_FSYNC:
+        if (strata_fsync_parse(value, (strata_fsync_policy *)(base + o->offset)) != STRATA_OK) {
+            snprintf(err, errcap, "--%s: must be always, everysec or no", o->name);
+            return STRATA_EINVAL;
+        }
+        return STRATA_OK;
+    default:
+        break;
+    }
+    unsigned long long v = strtoull(value, &end, 10);
+    if (errno != 0 || end == value || *end != '\0' || value[0] == '-') {
+        snprintf(err, errcap, "--%s: '%s' is not a non-negative integer", o->name, value);
+        return STRATA_EINVAL;
+    }
+    if (o->kind == OPT_U32) {
+        if (v > UINT32_MAX) {
+            snprintf(err, errcap, "--%s: %s is too large", o->name, value);
+            return STRATA_EINVAL;
+        }
+        *(uint32_t *)(base + o->offset) = (uint32_t)v;
+    } else if (o->kind == OPT_U64) {
+        if (o->offset == OFF(http.limits.max_body_bytes) ||
+            o->offset == OFF(http.limits.max_header_bytes)) {
+            *(size_t *)(base + o->offset) = (size_t)v;
+        } else {
+            *(uint64_t *)(base + o->offset) = v;
+        }
+    } else {
+        if (v > 0x7fffffff) {
+            snprintf(err, errcap, "--%s: %s is too large", o->name, value);
+            return STRATA_EINVAL;
+        }
+        if (o->offset == OFF(http.port)) {
+            if (v > 65535) {
+                snprintf(err, errcap, "--port: %s is not a TCP port", value);
+                return STRATA_EINVAL;
+            }
+            s->http.port = (uint16_t)v;
+        } else {
+            *(int *)(base + o->offset) = (int)v;
+        }
+    }
+    return STRATA_OK;
+}
+
+static char *trim(char *s)
+{
+    while (isspace((unsigned char)*s)) {
+        s++;
+    }
+    char *e = s + strlen(s);
+    while (e > s && isspace((unsigned char)e[-1])) {
+        *--e = '\0';
+    }
+    return s;
+}
+
+static int settings_load_file(server_settings *s, const char *path, char *err, size_t errcap)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        snprintf(err, errcap, "cannot open config file %s: %s", path, strerror(errno));
+        return STRATA_EINVAL;
+    }
+    char line[1024];
+    int lineno = 0;
+    int rc = STRATA_OK;
+    while (rc == STRATA_OK && fgets(line, sizeof(line), f) != NULL) {
+        lineno++;
+        char *t = trim(line);
+        if (*t == '\0' || *t == '#') {
+            continue;
+        }
+        char *eq = strchr(t, '=');
+        if (eq == NULL) {
+            snprintf(err, errcap, "%s:%d: expected name = value", path, lineno);
+            rc = STRATA_EINVAL;
+            break;
+        }
+        *eq = '\0';
+        char *name = trim(t);
+        char *value = trim(eq + 1);
+        const opt_def *o = opt_find(name, strlen(name));
+        if (o == NULL) {
+            snprintf(err, errcap, "%s:%d: unknown setting '%s'", path, lineno, name);
+            rc = STRATA_EINVAL;
+            break;
+        }
+        rc = opt_set(s, o, value, err, errcap);
+    }
+    fclose(f);
+    return rc;
+}
+
+static void settings_defaults(server_settings *s)
+{
+    memset(s, 0, sizeof(*s));
+    http_server_config_init(&s->http);
+    s->http.port = 7700;
+    strata_config_init(&s->db);
+    s->host_owned = strata_strdup("127.0.0.1");
+    s->data_dir_owned = strata_strdup("./data");
+    s->log_level = strata_strdup("info");
+}
+
+int settings_load(server_settings *s, int argc, char **argv, char *err, size_t errcap)
+{
+    settings_defaults(s);
+    if (s->host_owned == NULL || s->data_dir_owned == NULL || s->log_level == NULL) {
+        snprintf(err, errcap, "out of memory");
+        return STRATA_ENOMEM;
+    }
+    /* 1. config file: --config wins over STRATA_CONFIG. */
+    const char *config_path = getenv("STRATA_CONFIG");
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            return 1;
+        }
+        if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
+            config_path = argv[i + 1];
+        } else if (strncmp(argv[i], "--config=", 9) == 0) {
+            config_path = argv[i] + 9;
+        }
+    }
+    int rc = STRATA_OK;
+    if (config_path != NULL && config_path[0] != '\0') {
+        rc = settings_load_file(s, config_path, err, errcap);
+        if (rc != STRATA_OK) {
+            return rc;
+        }
+    }
+    /* 2. environment. */
+    for (size_t i = 0; i < STRATA_ARRAY_LEN(OPTS); i++) {
+        char env[64] = "STRATA_";
+        size_t k = 7;
+        for (const char *p = OPTS[i].name; *p && k < sizeof(env) - 1; p++) {
+            env[k++] = *p == '-' ? '_' : (char)toupper((unsigned char)*p);
+        }
+        env[k] = '\0';
+        const char *v = getenv(env);
+        if (v != NULL && v[0] != '\0') {
+            rc = opt_set(s, &OPTS[i], v, err, errcap);
+            if (rc != STRATA_OK) {
+                return rc;
+            }
+        }
+    }
+    /* 3. flags: --name value or --name=value. */
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (strncmp(arg, "--", 2) != 0) {
+            snprintf(err, errcap, "unexpected argument '%s' (see --help)", arg);
+            return STRATA_EINVAL;
+        }
+        const char *name = arg + 2;
+        const char *eq = strchr(name, '=');
+        size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
+        const char *value = eq ? eq + 1 : NULL;
+        if (nlen == 6 && strncmp(name, "config", 6) == 0) {
+            if (value == NULL) {
+                i++;
+            }
+            continue;
+        }
+        const opt_def *o = opt_find(name, nlen);
+        if (o == NULL) {
+            snprintf(err, errcap, "unknown option '%s' (see --help)", arg);
+            return STRATA_EINVAL;
+        }
+        if (value == NULL) {
+            if (i + 1 >= argc) {
+                snprintf(err, errcap, "option --%s needs a value", o->name);
+                return STRATA_EINVAL;
+            }
+            value = argv[++i];
+        }
+        rc = opt_set(s, o, value, err, errcap);
+        if (rc != STRATA_OK) {
+            return rc;
+        }
+    }
+    s->http.host = s->host_owned;
+    s->db.data_dir = s->data_dir_owned;
+    if (s->http.limits.max_body_bytes == 0 || s->http.limits.max_header_bytes < 1024) {
+        snprintf(err, errcap, "max-body-bytes must be > 0 and max-header-bytes >= 1024");
+        return STRATA_EINVAL;
+    }
+    return STRATA_OK;
+}
+
+void settings_free(server_settings *s)
+{
+    strata_free(s->host_owned);
+    strata_free(s->data_dir_owned);
+    strata_free(s->access_log_path);
+    strata_free(s->log_level);
+    memset(s, 0, sizeof(*s));
+}

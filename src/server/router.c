@@ -1,0 +1,169 @@
+/*
+ * router.c - maps a request to its route and handler. Routes are patterns of
+ * path segments in which ":name" captures one percent-decoded segment. A path
+ * that matches some route but not with this method is a 405 with an Allow
+ * header; no match at all is a 404. Every request is counted and timed per
+ * route in the metrics, and written to the access log when one is set.
+ */
+#include <pthread.h>
+#include <stdarg.h>
+#include <string.h>
+#include <time.h>
+
+#include "server/server.h"
+
+typedef struct route {
+    const char *method;
+    const char *pattern;
+    route_fn fn;
+    int metric;                  /* index in the metrics table */
+} route;
+
+static route g_routes[] = {
+    {"GET", "/healthz", h_healthz, -1},
+    {"GET", "/metrics", h_metrics, -1},
+    {"POST", "/v1/sessions/:session_id/turns", h_turn_append, -1},
+    {"GET", "/v1/sessions/:session_id", h_session_get, -1},
+    {"PATCH", "/v1/sessions/:session_id/state", h_session_stage, -1},
+    {"POST", "/v1/sessions/:session_id/end", h_session_end, -1},
+    {"GET", "/v1/users/:user_id/dirty", h_dirty_get, -1},
+    {"GET", "/v1/jobs/:job_id", h_job_get, -1},
+    {"PUT", "/v1/kv/:tier/:key", h_kv_put, -1},
+    {"GET", "/v1/kv/:tier/:key", h_kv_get, -1},
+    {"DELETE", "/v1/kv/:tier/:key", h_kv_delete, -1},
+};
+
+static int g_metric_unmatched = -1;
+
+int router_init(app *a)
+{
+    for (size_t i = 0; i < STRATA_ARRAY_LEN(g_routes); i++) {
+        g_routes[i].metric = metrics_route(a->metrics, g_routes[i].method, g_routes[i].pattern);
+    }
+    g_metric_unmatched = metrics_route(a->metrics, "ANY", "unmatched");
+    return STRATA_OK;
+}
+
+/* Match path against pattern, capturing ":params". Returns 1 on a match,
+ * 0 on no match, -1 when a segment is malformed (bad escape, too long). */
+static int route_match(const char *pattern, const char *path, size_t path_len,
+                       route_params *params)
+{
+    params->n = 0;
+    const char *p = pattern;
+    size_t i = 0;
+    while (*p != '\0') {
+        if (*p != '/' || i >= path_len || path[i] != '/') {
+            return 0;
+        }
+        p++;
+        i++;
+        const char *pend = strchr(p, '/');
+        size_t plen = pend ? (size_t)(pend - p) : strlen(p);
+        size_t seg_start = i;
+        while (i < path_len && path[i] != '/') {
+            i++;
+        }
+        size_t seg_len = i - seg_start;
+        if (p[0] == ':') {
+            if (seg_len == 0 || params->n == ROUTE_MAX_PARAMS) {
+                return 0;
+            }
+            int k = params->n;
+            long n = http_pct_decode(path + seg_start, seg_len, params->value[k],
+                                     sizeof(params->value[k]));
+            if (n < 0) {
+                return -1;
+            }
+            params->value[k][n] = '\0';
+            params->len[k] = (size_t)n;
+            params->n++;
+        } else if (seg_len != plen || memcmp(path + seg_start, p, plen) != 0) {
+            return 0;
+        }
+        p += plen;
+    }
+    return i == path_len ? 1 : 0;
+}
+
+static void access_log_write(app *a, const http_request *req, int status, size_t bytes,
+                             uint64_t ns)
+{
+    if (a->access_log == NULL) {
+        return;
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    char when[32];
+    strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    pthread_mutex_lock(&a->access_lock);
+    fprintf(a->access_log, "%s %s \"%.*s %.*s\" %d %zu %.3fms\n", when, req->remote_addr,
+            (int)req->method_len, req->method, (int)STRATA_MIN(req->target_len, 512),
+            req->target, status, bytes, (double)ns / 1e6);
+    fflush(a->access_log);
+    pthread_mutex_unlock(&a->access_lock);
+}
+
+/* The tenant a request acts for. With no API keys configured, auth is off
+ * and every call acts for "default" (API.md). */
+static const char *router_authenticate(app *a, const http_request *req, http_response *resp)
+{
+    (void)a;
+    (void)req;
+    (void)resp;
+    return "default";
+}
+
+void router_dispatch(void *ctx, const http_request *req, http_response *resp)
+{
+    app *a = ctx;
+    uint64_t t0 = clock_mono_ns();
+    route_params params;
+    int metric = g_metric_unmatched;
+    char allow[128] = "";
+    bool path_matched = false;
+    const route *hit = NULL;
+
+    for (size_t i = 0; i < STRATA_ARRAY_LEN(g_routes); i++) {
+        int m = route_match(g_routes[i].pattern, req->path, req->path_len, &params);
+        if (m < 0) {
+            respond_error(resp, 400, "bad_path", "the path has a malformed percent-escape");
+            goto done;
+        }
+        if (m == 0) {
+            continue;
+        }
+        path_matched = true;
+        if (strlen(g_routes[i].method) == req->method_len &&
+            memcmp(g_routes[i].method, req->method, req->method_len) == 0) {
+            hit = &g_routes[i];
+            break;
+        }
+        size_t al = strlen(allow);
+        snprintf(allow + al, sizeof(allow) - al, "%s%s", al ? ", " : "", g_routes[i].method);
+    }
+    if (hit == NULL) {
+        if (path_matched) {
+            http_response_header(resp, "Allow", allow);
+            respond_error(resp, 405, "method_not_allowed", "use %s for this path", allow);
+        } else {
+            respond_error(resp, 404, "not_found", "no route for %.*s",
+                          (int)STRATA_MIN(req->path_len, 200), req->path);
+        }
+        goto done;
+    }
+    metric = hit->metric;
+    const char *tenant = router_authenticate(a, req, resp);
+    if (tenant == NULL) {
+        goto done;
+    }
+    req_ctx c = {a, req, &params, tenant, resp};
+    hit->fn(&c);
+
+done:;
+    uint64_t ns = clock_mono_ns() - t0;
+    metrics_observe(a->metrics, metric, resp->status, ns);
+    access_log_write(a, req, resp->status, resp->body.len, ns);
+}
