@@ -85,6 +85,17 @@ typedef struct strata_config {
     uint32_t snapshot_every_s;       /* periodic snapshot interval, default 300 s; 0 = off */
     uint32_t max_content_bytes;      /* max size of one turn's content, default 64 KiB */
     uint32_t job_workers;            /* background job threads, default 2 */
+    /* L2 */
+    const char *embedder;            /* "hash" (built-in, default) or "http" */
+    uint32_t embed_dim;              /* hash: default 384; http: 0 = learn from the server */
+    const char *embed_url;           /* http: base URL of an OpenAI-compatible server */
+    const char *embed_model;         /* http: model name */
+    const char *embed_api_key;       /* http: bearer key, may be NULL */
+    uint32_t hnsw_m;                 /* default 16 */
+    uint32_t hnsw_ef_construction;   /* default 200 */
+    uint32_t hnsw_ef_search;         /* default 64 */
+    float weight_importance;         /* search score adjustment by importance, default 0.1 */
+    float weight_recency;            /* by recency, default 0.05 */
     int background;                  /* 1: run expiry/snapshot/job threads (server); 0: none */
 } strata_config;
 
@@ -141,6 +152,9 @@ typedef struct strata_db_stats {
     uint64_t jobs_running;           /* jobs being executed */
     uint64_t jobs_done;              /* jobs finished since open */
     uint64_t jobs_failed;            /* jobs failed since open */
+    uint64_t memories;               /* L2 memories */
+    uint64_t embed_cache_hits;       /* content-hash cache hits of the embedder */
+    uint64_t embed_cache_misses;
 } strata_db_stats;
 
 STRATA_API void strata_db_stats_get(strata_db *db, strata_db_stats *out);
@@ -260,6 +274,80 @@ STRATA_API int strata_kv_get(strata_db *db, const char *tenant, strata_tier tier
                              const char *key, char **json_out, size_t *len_out);
 STRATA_API int strata_kv_delete(strata_db *db, const char *tenant, strata_tier tier,
                                 const char *key);
+
+/* ---- L2: memories (medium-term) ------------------------------------------ */
+typedef enum strata_memory_type {
+    STRATA_MEM_PREFERENCE = 0,
+    STRATA_MEM_FACT = 1,
+    STRATA_MEM_EXPERIENCE = 2
+} strata_memory_type;
+
+STRATA_API int strata_memory_type_parse(const char *text, strata_memory_type *out);
+STRATA_API const char *strata_memory_type_name(strata_memory_type t);
+
+typedef enum strata_search_mode {
+    STRATA_SEARCH_HYBRID = 0,        /* BM25 and vectors fused by reciprocal rank */
+    STRATA_SEARCH_VECTOR = 1,
+    STRATA_SEARCH_KEYWORD = 2
+} strata_search_mode;
+
+STRATA_API int strata_search_mode_parse(const char *text, strata_search_mode *out);
+
+#define STRATA_MEMORY_ID_LEN 24      /* "mem-" + 16 hex digits + NUL fits */
+
+typedef struct strata_memory {
+    char id[STRATA_MEMORY_ID_LEN];
+    char *user_id;
+    strata_memory_type type;
+    char *content;                   /* NUL-terminated UTF-8 */
+    size_t content_len;
+    float importance;                /* 0..1 */
+    int64_t timestamp;               /* Unix seconds */
+    char **provenance;               /* source ids */
+    size_t n_provenance;
+    float score;                     /* search results only: higher is better */
+} strata_memory;
+
+typedef struct strata_memory_list {
+    size_t n;
+    strata_memory *items;
+} strata_memory_list;
+
+STRATA_API void strata_memory_free(strata_memory *m);
+STRATA_API void strata_memory_list_free(strata_memory_list *l);
+
+/* Embed and store a memory of user_id; acknowledged once durable. Content is
+ * 1..16 KiB of UTF-8, importance in [0, 1], at most 64 provenance ids of
+ * 1..256 bytes. *out (may be NULL) receives a copy of the stored memory. */
+STRATA_API int strata_memory_add(strata_db *db, const char *tenant, const char *user_id,
+                                 strata_memory_type type, const char *content,
+                                 size_t content_len, float importance,
+                                 const char *const *provenance, size_t n_provenance,
+                                 strata_memory **out);
+STRATA_API int strata_memory_get(strata_db *db, const char *tenant, const char *user_id,
+                                 const char *memory_id, strata_memory **out);
+STRATA_API int strata_memory_delete(strata_db *db, const char *tenant, const char *user_id,
+                                    const char *memory_id);
+
+typedef struct strata_search_opts {
+    const char *query;               /* text (required for keyword/hybrid unless vector given) */
+    size_t query_len;
+    const float *query_vector;       /* optional: search by this vector instead of embedding */
+    size_t query_vector_dim;
+    size_t limit;                    /* 1..1000, default 5 */
+    strata_search_mode mode;
+    uint32_t type_mask;              /* bit t accepts type t; 0 = every type */
+    float min_importance;            /* 0 = no minimum */
+} strata_search_opts;
+
+STRATA_API void strata_search_opts_init(strata_search_opts *o);
+/* Best first. A user with no memories gets an empty list. */
+STRATA_API int strata_memory_search(strata_db *db, const char *tenant, const char *user_id,
+                                    const strata_search_opts *opts, strata_memory_list **out);
+
+/* Dimension and model of the collection's embedder. */
+STRATA_API uint32_t strata_embed_dim(strata_db *db);
+STRATA_API const char *strata_embed_model(strata_db *db);
 
 /* Free memory returned by the library where no specific destructor exists. */
 STRATA_API void strata_free(void *ptr);

@@ -28,6 +28,13 @@ static void usage(FILE *out)
             "  session end <session>                    end a session (queues consolidation)\n"
             "  dirty <user>                             the user's dirty attributes\n"
             "  job <job_id>                             status of a background job\n"
+            "  memory add <user> --type T [--importance X] [--provenance ID]... <content>\n"
+            "                                           store a memory (T: preference, fact,\n"
+            "                                           experience)\n"
+            "  memory search <user> [--mode hybrid|vector|keyword] [--limit N] [--type T]...\n"
+            "                [--min-importance X] <query>\n"
+            "  memory get <user> <memory_id>            one memory\n"
+            "  memory delete <user> <memory_id>         remove a memory\n"
             "  kv put <l1|l2|l3> <key> <json>           store a JSON value\n"
             "  kv get <l1|l2|l3> <key>                  fetch a JSON value\n"
             "  kv delete <l1|l2|l3> <key>               remove a value\n\n"
@@ -167,6 +174,140 @@ static void print_job(json_t *r)
     printf("\n");
 }
 
+static void print_ok(json_t *r);
+
+static void print_memory_line(json_t *m)
+{
+    json_t *score = json_object_get(m, "score");
+    if (score != NULL) {
+        printf("%.3f  ", json_number_value(score));
+    }
+    printf("%s  %-10s imp %.2f  %s\n", json_string_value(json_object_get(m, "id")),
+           json_string_value(json_object_get(m, "memory_type")),
+           json_number_value(json_object_get(m, "importance")),
+           json_string_value(json_object_get(m, "content")));
+}
+
+static void print_memory(json_t *r)
+{
+    print_memory_line(r);
+    json_t *prov = json_object_get(r, "provenance");
+    if (json_array_size(prov) > 0) {
+        printf("  provenance:");
+        size_t i;
+        json_t *p;
+        json_array_foreach(prov, i, p)
+        {
+            printf(" %s", json_string_value(p));
+        }
+        printf("\n");
+    }
+}
+
+static void print_results(json_t *r)
+{
+    json_t *results = json_object_get(r, "results");
+    if (json_array_size(results) == 0) {
+        printf("no memories found\n");
+        return;
+    }
+    size_t i;
+    json_t *m;
+    json_array_foreach(results, i, m)
+    {
+        print_memory_line(m);
+    }
+}
+
+/* strata memory add|search|get|delete ... */
+static int cmd_memory(cli *c, int argc, char **argv)
+{
+    if (argc < 3) {
+        usage(stderr);
+        return 2;
+    }
+    char user[1200];
+    char path[4096];
+    cli_path_escape(user, sizeof(user), argv[2]);
+    const char *sub = argv[1];
+    if (strcmp(sub, "get") == 0 || strcmp(sub, "delete") == 0) {
+        if (argc < 4) {
+            usage(stderr);
+            return 2;
+        }
+        char id[1200];
+        cli_path_escape(id, sizeof(id), argv[3]);
+        snprintf(path, sizeof(path), "/v1/users/%s/memories/%s", user, id);
+        return strcmp(sub, "get") == 0 ? run(c, "GET", path, NULL, print_memory)
+                                       : run(c, "DELETE", path, NULL, print_ok);
+    }
+    bool add = strcmp(sub, "add") == 0;
+    if (!add && strcmp(sub, "search") != 0) {
+        usage(stderr);
+        return 2;
+    }
+    json_t *body = json_object();
+    json_t *prov = json_array();
+    json_t *types = json_array();
+    const char *text = NULL;
+    int rc = 2;
+    for (int k = 3; k < argc; k++) {
+        const char *a = argv[k];
+        bool has_val = k + 1 < argc;
+        if (strcmp(a, "--type") == 0 && has_val) {
+            if (add) {
+                json_object_set_new(body, "memory_type", json_string(argv[++k]));
+            } else {
+                json_array_append_new(types, json_string(argv[++k]));
+            }
+        } else if ((strcmp(a, "--importance") == 0 || strcmp(a, "--min-importance") == 0) &&
+                   has_val) {
+            char *end;
+            double v = strtod(argv[++k], &end);
+            if (*end != '\0') {
+                fprintf(stderr, "strata: %s needs a number\n", a);
+                goto out;
+            }
+            json_object_set_new(body, add ? "importance" : "min_importance", json_real(v));
+        } else if (strcmp(a, "--provenance") == 0 && has_val) {
+            json_array_append_new(prov, json_string(argv[++k]));
+        } else if (strcmp(a, "--mode") == 0 && has_val) {
+            json_object_set_new(body, "mode", json_string(argv[++k]));
+        } else if (strcmp(a, "--limit") == 0 && has_val) {
+            json_object_set_new(body, "limit", json_integer(atoll(argv[++k])));
+        } else if (text == NULL) {
+            text = a;
+        } else {
+            usage(stderr);
+            goto out;
+        }
+    }
+    if (text == NULL) {
+        fprintf(stderr, "strata: memory %s needs the %s text\n", sub, add ? "content" : "query");
+        goto out;
+    }
+    json_object_set_new(body, add ? "content" : "query", json_string(text));
+    if (add && json_array_size(prov) > 0) {
+        json_object_set(body, "provenance", prov);
+    }
+    if (!add && json_array_size(types) > 0) {
+        json_object_set(body, "memory_types", types);
+    }
+    char *payload = json_dumps(body, JSON_COMPACT);
+    if (payload == NULL) {
+        fprintf(stderr, "strata: text must be valid UTF-8\n");
+        goto out;
+    }
+    snprintf(path, sizeof(path), "/v1/users/%s/memories%s", user, add ? "" : "/search");
+    rc = run(c, "POST", path, payload, add ? print_memory : print_results);
+    free(payload);
+out:
+    json_decref(body);
+    json_decref(prov);
+    json_decref(types);
+    return rc;
+}
+
 static void print_pretty(json_t *r)
 {
     char *s = json_dumps(r, JSON_INDENT(2) | JSON_ENCODE_ANY);
@@ -290,6 +431,8 @@ int main(int argc, char **argv)
         cli_path_escape(p1, sizeof(p1), argv[1]);
         snprintf(path, sizeof(path), "/v1/jobs/%s", p1);
         rc = run(&c, "GET", path, NULL, print_job);
+    } else if (strcmp(cmd, "memory") == 0) {
+        rc = cmd_memory(&c, argc, argv);
     } else if (strcmp(cmd, "kv") == 0 && need(argc, 4)) {
         cli_path_escape(p1, sizeof(p1), argv[2]);
         cli_path_escape(p2, sizeof(p2), argv[3]);

@@ -60,9 +60,12 @@ typedef enum aol_type {
     AOL_DIRTY_CLEAR = 6,     /* user:{id}:dirty emptied */
     AOL_KV_PUT = 7,          /* generic store put */
     AOL_KV_DELETE = 8,       /* generic store delete */
+    AOL_NOOP = 9,            /* filler: advances the LSN, changes nothing */
     AOL_JOB_ENQUEUE = 20,    /* a background job accepted */
     AOL_JOB_DONE = 21,       /* a job finished (its effects were logged before) */
     AOL_JOB_FAILED = 22,     /* a job failed for good */
+    AOL_MEM_ADD = 40,        /* an L2 memory stored (with its vector) */
+    AOL_MEM_DELETE = 41,     /* an L2 memory removed */
     AOL_TYPE_MAX = 255
 } aol_type;
 

@@ -18,6 +18,12 @@
  *   AOL_KV_DELETE      u8 tier | bytes key
  *   AOL_JOB_DONE       str job id
  *   AOL_JOB_FAILED     str job id | str error
+ *   AOL_MEM_ADD        str user | u8 type | bytes content | f64 importance |
+ *                      i64 timestamp | u32 n_prov | n_prov x str | u32 dim |
+ *                      bytes vector (dim little-endian float32)
+ *   AOL_MEM_DELETE     str user | u64 memory id
+ *
+ * A memory's id is the LSN of its AOL_MEM_ADD record.
  *
  * A job born from a record has the id job-<LSN in hex>. Consolidation input:
  * a turn-triggered job takes the last `consolidate_every` turns; an end or an
@@ -36,34 +42,14 @@
 #include <unistd.h>
 
 #include "pipeline/pipeline.h"
+#include "providers/embed.h"
+#include "providers/llm_http.h"
 
 #define TURN_FLAG_QUEUE_JOB 1u
 #define STAGE_MAX_BYTES 256
 #define ATTR_MAX_BYTES 256
 
-struct strata_db {
-    strata_config cfg;
-    char *data_dir;
-    char *log_dir;
-    char *snap_dir;
-    aol *log;
-    l1_store *l1;
-    kv_store *kv;
-    jobs *jobs;
-    pthread_mutex_t write_lock;      /* orders log append + apply */
-    pthread_mutex_t snapshot_lock;   /* one snapshot at a time */
-    pthread_t ticker;
-    bool ticker_running;
-    pthread_mutex_t ticker_lock;
-    pthread_cond_t ticker_cond;
-    bool closing;                    /* under ticker_lock */
-    uint64_t snap_lsn_l1;            /* LSN covered by each tier's loaded/last snapshot */
-    uint64_t snap_lsn_kv;
-    uint64_t snap_lsn_jobs;
-    atomic_uint_fast64_t sessions_expired;
-    atomic_uint_fast64_t snapshots_written;
-    atomic_uint_fast64_t segments_dropped;
-};
+
 
 void strata_config_init(strata_config *cfg)
 {
@@ -79,6 +65,13 @@ void strata_config_init(strata_config *cfg)
     cfg->max_content_bytes = 64 * 1024;
     cfg->job_workers = 2;
     cfg->background = 1;
+    cfg->embedder = "hash";
+    cfg->embed_dim = 0;
+    cfg->hnsw_m = 16;
+    cfg->hnsw_ef_construction = 200;
+    cfg->hnsw_ef_search = 64;
+    cfg->weight_importance = 0.1f;
+    cfg->weight_recency = 0.05f;
 }
 
 int strata_fsync_parse(const char *text, strata_fsync_policy *out)
@@ -159,9 +152,74 @@ typedef struct apply_mask {
     bool l1;
     bool kv;
     bool jobs;
+    bool l2;
 } apply_mask;
 
-static const apply_mask APPLY_ALL = {true, true, true};
+static const apply_mask APPLY_ALL = {true, true, true, true};
+
+/* Decode and apply an AOL_MEM_ADD payload. */
+static int db_apply_mem_add(strata_db *db, const aol_record *rec, const char *tenant,
+                            wire_reader *r)
+{
+    char *user = wire_get_strdup(r);
+    uint8_t type = wire_get_u8(r);
+    size_t clen;
+    const char *content = wire_get_bytes(r, &clen);
+    double importance = wire_get_f64(r);
+    int64_t ts = wire_get_i64(r);
+    uint32_t n_prov = wire_get_u32(r);
+    int rc = STRATA_OK;
+    char *prov[L2_PROVENANCE_MAX];
+    uint32_t got = 0;
+    if (r->err || n_prov > L2_PROVENANCE_MAX) {
+        rc = STRATA_ECORRUPT;
+    }
+    for (; rc == STRATA_OK && got < n_prov; got++) {
+        prov[got] = wire_get_strdup(r);
+        if (prov[got] == NULL) {
+            rc = STRATA_ECORRUPT;
+            break;
+        }
+    }
+    uint32_t dim = wire_get_u32(r);
+    size_t vlen;
+    const char *vbytes = wire_get_bytes(r, &vlen);
+    if (rc == STRATA_OK && (!wire_done(r) || user == NULL || type > STRATA_MEM_EXPERIENCE ||
+                            vlen != (size_t)dim * 4)) {
+        rc = STRATA_ECORRUPT;
+    }
+    l2_stats st;
+    db->l2->ops->stats(db->l2, &st);
+    if (rc == STRATA_OK && dim != st.dim) {
+        rc = strata_error(STRATA_EINVAL,
+                          "log record %llu holds a %u-dimensional vector but the embedder "
+                          "gives %u; configure the embedder the collection was built with",
+                          (unsigned long long)rec->lsn, dim, st.dim);
+    }
+    float *vec = NULL;
+    if (rc == STRATA_OK) {
+        vec = strata_malloc((size_t)dim * sizeof(float));
+        if (vec == NULL) {
+            rc = STRATA_ENOMEM;
+        } else {
+            for (uint32_t i = 0; i < dim; i++) {
+                uint32_t u = wire_rd32((const uint8_t *)vbytes + 4 * i);
+                memcpy(&vec[i], &u, 4);
+            }
+        }
+    }
+    if (rc == STRATA_OK) {
+        l2_memory_in in = {rec->lsn, tenant, user, (strata_memory_type)type, content, clen,
+                           (float)importance, ts, vec, (const char *const *)prov, n_prov};
+        rc = db->l2->ops->add(db->l2, &in);
+    }
+    strata_free(vec);
+    for (uint32_t i = 0; i < got; i++) {
+        strata_free(prov[i]);
+    }
+    strata_free(user);
+    return rc;
+}
 
 /* Queue a consolidation job for session (tenant, sid) taking turns with
  * seq > after_seq from the current buffer. Caller holds write_lock. */
@@ -322,6 +380,23 @@ static int db_apply(strata_db *db, const aol_record *rec, apply_mask mask)
             jobs_apply_finish(db->jobs, a, rec->type == AOL_JOB_DONE, b);
         }
         break;
+    case AOL_NOOP:
+        break;
+    case AOL_MEM_ADD:
+        if (mask.l2) {
+            rc = db_apply_mem_add(db, rec, tenant, &r);
+        }
+        break;
+    case AOL_MEM_DELETE: {
+        a = wire_get_strdup(&r);
+        uint64_t id = wire_get_u64(&r);
+        if (!wire_done(&r)) {
+            rc = STRATA_ECORRUPT;
+        } else if (mask.l2) {
+            rc = db->l2->ops->remove(db->l2, tenant, a, id);
+        }
+        break;
+    }
     default:
         /* A type from a newer version: skip it rather than refuse to start. */
         slog(SLOG_WARN, "log record %" PRIu64 " has unknown type %u; skipped", rec->lsn,
@@ -340,10 +415,8 @@ static int db_apply(strata_db *db, const aol_record *rec, apply_mask mask)
 /* Log one record and apply it, under write_lock; then wait for durability.
  * precheck (may be NULL) runs under the lock before anything is logged and
  * can veto the write. */
-typedef int (*db_precheck_fn)(strata_db *db, void *arg);
-
-static int db_write(strata_db *db, uint8_t type, const char *tenant, const sbuf *payload,
-                    db_precheck_fn precheck, void *arg, uint64_t *lsn_out)
+int db_write(strata_db *db, uint8_t type, const char *tenant, const sbuf *payload,
+             db_precheck_fn precheck, void *arg, uint64_t *lsn_out)
 {
     size_t tenant_len = strlen(tenant);
     int64_t now_ms = clock_now_ms();
@@ -377,7 +450,7 @@ static int db_write(strata_db *db, uint8_t type, const char *tenant, const sbuf 
 
 /* ---- validation helpers ---------------------------------------------------- */
 
-static int db_check_id(const char *what, const char *id)
+int db_check_id(const char *what, const char *id)
 {
     if (id == NULL || !strata_id_valid(id, strlen(id))) {
         return strata_error(STRATA_EINVAL,
@@ -386,12 +459,12 @@ static int db_check_id(const char *what, const char *id)
     return STRATA_OK;
 }
 
-static int db_check_tenant(const char *tenant)
+int db_check_tenant(const char *tenant)
 {
     return db_check_id("tenant", tenant);
 }
 
-static int db_check_text(const char *what, const char *s, size_t len, size_t max, bool empty_ok)
+int db_check_text(const char *what, const char *s, size_t len, size_t max, bool empty_ok)
 {
     if (s == NULL || (!empty_ok && len == 0)) {
         return strata_error(STRATA_EINVAL, "%s must not be empty", what);
@@ -791,6 +864,8 @@ int strata_db_snapshot(strata_db *db)
     sbuf img_l1;
     sbuf img_kv;
     sbuf img_jobs;
+    sbuf img_l2;
+    sbuf_init(&img_l2, SIZE_MAX / 2);
     sbuf_init(&img_l1, SIZE_MAX / 2);
     sbuf_init(&img_kv, SIZE_MAX / 2);
     sbuf_init(&img_jobs, SIZE_MAX / 2);
@@ -803,6 +878,7 @@ int strata_db_snapshot(strata_db *db)
     int rc = db->l1->ops->snapshot_write(db->l1, &img_l1);
     rc = rc ? rc : kv_snapshot_write(db->kv, &img_kv);
     rc = rc ? rc : jobs_snapshot_write(db->jobs, &img_jobs);
+    rc = rc ? rc : db->l2->ops->snapshot_write(db->l2, &img_l2);
     pthread_mutex_unlock(&db->write_lock);
 
     /* The log must hold everything the snapshot covers before the snapshot
@@ -812,6 +888,8 @@ int strata_db_snapshot(strata_db *db)
     rc = rc ? rc : db_snapshot_one(db, "l1", &img_l1, lsn);
     rc = rc ? rc : db_snapshot_one(db, "kv", &img_kv, lsn);
     rc = rc ? rc : db_snapshot_one(db, "jobs", &img_jobs, lsn);
+    rc = rc ? rc : db_snapshot_one(db, "l2", &img_l2, lsn);
+    sbuf_free(&img_l2);
     sbuf_free(&img_l1);
     sbuf_free(&img_kv);
     sbuf_free(&img_jobs);
@@ -819,6 +897,7 @@ int strata_db_snapshot(strata_db *db)
         db->snap_lsn_l1 = lsn;
         db->snap_lsn_kv = lsn;
         db->snap_lsn_jobs = lsn;
+        db->snap_lsn_l2 = lsn;
         atomic_fetch_add(&db->snapshots_written, 1);
         uint64_t dropped = 0;
         int64_t older_than = clock_now_ms() - (int64_t)db->cfg.retention_s * 1000;
@@ -971,6 +1050,58 @@ static int db_jobs_snapshot_load(void *tier, const void *data, size_t len)
     return jobs_snapshot_load(tier, data, len);
 }
 
+static int db_l2_snapshot_load(void *tier, const void *data, size_t len)
+{
+    l2_store *l2 = tier;
+    return l2->ops->snapshot_load(l2, data, len);
+}
+
+/* Open the configured embedder, wrapped in the content-hash cache. */
+static int db_embedder_open(const strata_config *cfg, embedder **out)
+{
+    *out = NULL;
+    embedder *inner = NULL;
+    const char *kind = cfg->embedder ? cfg->embedder : "hash";
+    int rc;
+    if (strcmp(kind, "hash") == 0) {
+        rc = embedder_hash_create(cfg->embed_dim ? cfg->embed_dim : 384, &inner);
+    } else if (strcmp(kind, "http") == 0) {
+        if (cfg->embed_url == NULL || cfg->embed_url[0] == '\0') {
+            return strata_error(STRATA_EINVAL, "embedder http needs embed_url");
+        }
+        embedder_http_options o;
+        memset(&o, 0, sizeof(o));
+        o.base_url = cfg->embed_url;
+        o.api_key = cfg->embed_api_key;
+        o.model = cfg->embed_model ? cfg->embed_model : "text-embedding-3-small";
+        o.dim = cfg->embed_dim;
+        o.timeout_ms = 10000;
+        o.max_retries = 3;
+        o.batch_size = 64;
+        rc = embedder_http_create(&o, &inner);
+        if (rc == STRATA_OK) {
+            /* Learn and check the dimension now: a mismatch with the collection
+             * must stop the start, not fail the first write. */
+            rc = embedder_http_probe(inner);
+            if (rc != STRATA_OK) {
+                rc = strata_error(rc, "embedding server %s: %s", cfg->embed_url,
+                                  strata_errmsg());
+            }
+        }
+    } else {
+        return strata_error(STRATA_EINVAL, "embedder must be hash or http");
+    }
+    if (rc != STRATA_OK) {
+        embedder_free(inner);
+        return rc;
+    }
+    rc = embedder_cache_create(inner, 10000, out);
+    if (rc != STRATA_OK) {
+        embedder_free(inner);
+    }
+    return rc;
+}
+
 typedef struct replay_ctx {
     strata_db *db;
     uint64_t applied;
@@ -981,7 +1112,7 @@ static int db_replay_cb(void *ctx, const aol_record *rec)
     replay_ctx *rc_ctx = ctx;
     strata_db *db = rc_ctx->db;
     apply_mask mask = {rec->lsn > db->snap_lsn_l1, rec->lsn > db->snap_lsn_kv,
-                       rec->lsn > db->snap_lsn_jobs};
+                       rec->lsn > db->snap_lsn_jobs, rec->lsn > db->snap_lsn_l2};
     int rc = db_apply(db, rec, mask);
     /* A record that no longer applies (e.g. an expiry of a session a newer
      * snapshot already removed) is not an error worth refusing to start for. */
@@ -990,6 +1121,39 @@ static int db_replay_cb(void *ctx, const aol_record *rec)
     }
     rc_ctx->applied++;
     return rc;
+}
+
+/* A snapshot can only be ahead of the log if the log lost synced records
+ * (snapshots are written after an aol_sync), e.g. a disk that lied about a
+ * flush. New records must never reuse LSNs a snapshot covers, or the next
+ * recovery would skip them: pad the log with no-op records up to the newest
+ * snapshot's LSN. A gap too large to be a lost tail is refused. */
+static int db_catch_up_log(strata_db *db, uint64_t log_last)
+{
+    uint64_t snap = STRATA_MAX(STRATA_MAX(db->snap_lsn_l1, db->snap_lsn_l2),
+                               STRATA_MAX(db->snap_lsn_kv, db->snap_lsn_jobs));
+    if (log_last >= snap) {
+        return STRATA_OK;
+    }
+    uint64_t gap = snap - log_last;
+    if (gap > 10000000) {
+        return strata_error(STRATA_ECORRUPT,
+                            "snapshots cover LSN %" PRIu64 " but the log ends at %" PRIu64
+                            ": the log has lost data",
+                            snap, log_last);
+    }
+    slog(SLOG_WARN, "snapshot covers LSN %" PRIu64 " but the log ends at %" PRIu64
+                    "; padding the log so new records follow the snapshot",
+         snap, log_last);
+    uint64_t lsn = 0;
+    int64_t now = clock_now_ms();
+    for (uint64_t i = 0; i < gap; i++) {
+        int rc = aol_append(db->log, AOL_NOOP, "default", 7, now, "", 0, &lsn);
+        if (rc != STRATA_OK) {
+            return rc;
+        }
+    }
+    return aol_sync(db->log);
 }
 
 int strata_db_open(const strata_config *cfg, strata_db **out, strata_recovery_info *info)
@@ -1041,6 +1205,21 @@ int strata_db_open(const strata_config *cfg, strata_db **out, strata_recovery_in
     if (rc != STRATA_OK) {
         goto fail;
     }
+    rc = db_embedder_open(cfg, &db->embedder);
+    if (rc != STRATA_OK) {
+        goto fail;
+    }
+    l2_mem_options l2opts;
+    l2_mem_options_init(&l2opts, db->embedder->dim);
+    l2opts.M = cfg->hnsw_m ? cfg->hnsw_m : 16;
+    l2opts.ef_construction = cfg->hnsw_ef_construction ? cfg->hnsw_ef_construction : 200;
+    l2opts.ef_search = cfg->hnsw_ef_search ? cfg->hnsw_ef_search : 64;
+    l2opts.weight_importance = cfg->weight_importance;
+    l2opts.weight_recency = cfg->weight_recency;
+    rc = l2_mem_open(&l2opts, &db->l2);
+    if (rc != STRATA_OK) {
+        goto fail;
+    }
     db->kv = kv_create();
     db->jobs = jobs_create();
     if (db->kv == NULL || db->jobs == NULL) {
@@ -1051,6 +1230,7 @@ int strata_db_open(const strata_config *cfg, strata_db **out, strata_recovery_in
     rc = rc ? rc : db_load_snapshot(db, "kv", db->kv, db_kv_snapshot_load, &db->snap_lsn_kv);
     rc = rc ? rc
             : db_load_snapshot(db, "jobs", db->jobs, db_jobs_snapshot_load, &db->snap_lsn_jobs);
+    rc = rc ? rc : db_load_snapshot(db, "l2", db->l2, db_l2_snapshot_load, &db->snap_lsn_l2);
     if (rc != STRATA_OK) {
         goto fail;
     }
@@ -1060,16 +1240,17 @@ int strata_db_open(const strata_config *cfg, strata_db **out, strata_recovery_in
     if (rc != STRATA_OK) {
         goto fail;
     }
-    uint64_t from = STRATA_MIN(db->snap_lsn_l1, STRATA_MIN(db->snap_lsn_kv, db->snap_lsn_jobs));
+    uint64_t from = STRATA_MIN(STRATA_MIN(db->snap_lsn_l1, db->snap_lsn_l2),
+                               STRATA_MIN(db->snap_lsn_kv, db->snap_lsn_jobs));
     replay_ctx rctx = {db, 0};
     rc = aol_replay(db->log, from, db_replay_cb, &rctx);
     if (rc != STRATA_OK) {
         rc = strata_error(rc, "log replay failed: %s", strata_errmsg());
         goto fail;
     }
-    if (linfo.last_lsn < db->snap_lsn_l1) {
-        slog(SLOG_WARN, "snapshot covers LSN %" PRIu64 " but the log ends at %" PRIu64,
-             db->snap_lsn_l1, linfo.last_lsn);
+    rc = db_catch_up_log(db, linfo.last_lsn);
+    if (rc != STRATA_OK) {
+        goto fail;
     }
     if (linfo.bytes_truncated > 0) {
         slog(SLOG_WARN, "recovery dropped a torn log tail of %" PRIu64 " bytes",
@@ -1119,7 +1300,7 @@ void strata_db_close(strata_db *db)
     if (db->jobs != NULL) {
         jobs_stop(db->jobs);
     }
-    if (db->log != NULL && db->l1 != NULL && db->cfg.background) {
+    if (db->log != NULL && db->l1 != NULL && db->l2 != NULL && db->cfg.background) {
         /* A snapshot at shutdown makes the next start a short replay. */
         strata_db_snapshot(db);
     }
@@ -1129,6 +1310,10 @@ void strata_db_close(strata_db *db)
     if (db->l1 != NULL) {
         db->l1->ops->close(db->l1);
     }
+    if (db->l2 != NULL) {
+        db->l2->ops->close(db->l2);
+    }
+    embedder_free(db->embedder);
     strata_free(db->data_dir);
     strata_free(db->log_dir);
     strata_free(db->snap_dir);
@@ -1161,4 +1346,8 @@ void strata_db_stats_get(strata_db *db, strata_db_stats *out)
     out->segments_dropped = atomic_load(&db->segments_dropped);
     jobs_counts(db->jobs, &out->jobs_queued, &out->jobs_running, &out->jobs_done,
                 &out->jobs_failed);
+    l2_stats l2s;
+    db->l2->ops->stats(db->l2, &l2s);
+    out->memories = l2s.memories;
+    embedder_cache_stats(db->embedder, &out->embed_cache_hits, &out->embed_cache_misses);
 }

@@ -481,7 +481,9 @@ int jobs_snapshot_load(jobs *js, const void *data, size_t len)
         strata_free(all);
         return rc;
     }
-    qsort(all, n, sizeof(job *), job_lsn_cmp);
+    if (n > 0) {
+        qsort(all, n, sizeof(job *), job_lsn_cmp);
+    }
     pthread_mutex_lock(&js->lock);
     for (size_t i = 0; i < n; i++) {
         job *j = all[i];

@@ -27,6 +27,7 @@
 
 #include "core/core.h"
 #include "l1/l1.h"
+#include "l2/l2.h"
 #include "log/log.h"
 
 /* ---- generic key-value store (kv.c) ---------------------------------- */
@@ -104,5 +105,46 @@ int jobs_start(jobs *js, unsigned n_workers, job_finish_fn finish, void *finish_
 /* Stop accepting work, let running jobs end, join workers. Queued jobs stay
  * queued (they are in the log and run after the next start). */
 void jobs_stop(jobs *js);
+
+/* ---- the engine handle (db.c) ----------------------------------------- */
+typedef struct embedder embedder;
+
+struct strata_db {
+    strata_config cfg;
+    char *data_dir;
+    char *log_dir;
+    char *snap_dir;
+    aol *log;
+    l1_store *l1;
+    l2_store *l2;
+    embedder *embedder;              /* cached; used outside every lock */
+    kv_store *kv;
+    jobs *jobs;
+    pthread_mutex_t write_lock;      /* orders log append + apply */
+    pthread_mutex_t snapshot_lock;   /* one snapshot at a time */
+    pthread_t ticker;
+    bool ticker_running;
+    pthread_mutex_t ticker_lock;
+    pthread_cond_t ticker_cond;
+    bool closing;                    /* under ticker_lock */
+    uint64_t snap_lsn_l1;            /* LSN covered by each tier's loaded/last snapshot */
+    uint64_t snap_lsn_kv;
+    uint64_t snap_lsn_jobs;
+    uint64_t snap_lsn_l2;
+    atomic_uint_fast64_t sessions_expired;
+    atomic_uint_fast64_t snapshots_written;
+    atomic_uint_fast64_t segments_dropped;
+};
+
+/* Log one record and apply it under write_lock, then wait for durability.
+ * precheck (may be NULL) runs under the lock first and can veto the write. */
+typedef int (*db_precheck_fn)(strata_db *db, void *arg);
+int db_write(strata_db *db, uint8_t type, const char *tenant, const sbuf *payload,
+             db_precheck_fn precheck, void *arg, uint64_t *lsn_out);
+/* Input checks shared by every entry point; they record a message and return
+ * STRATA_EINVAL / STRATA_ETOOBIG. */
+int db_check_id(const char *what, const char *id);
+int db_check_tenant(const char *tenant);
+int db_check_text(const char *what, const char *s, size_t len, size_t max, bool empty_ok);
 
 #endif /* STRATA_PIPELINE_H */

@@ -12,7 +12,7 @@
 
 #include "server/server.h"
 
-typedef enum opt_kind { OPT_STR, OPT_U32, OPT_U64, OPT_INT, OPT_FSYNC } opt_kind;
+typedef enum opt_kind { OPT_STR, OPT_U32, OPT_U64, OPT_INT, OPT_FSYNC, OPT_FLOAT } opt_kind;
 
 typedef struct opt_def {
     const char *name;            /* flag name without "--" */
@@ -45,6 +45,23 @@ static const opt_def OPTS[] = {
     {"max-content-bytes", OPT_U32, OFF(db.max_content_bytes), "65536",
      "largest accepted turn content"},
     {"job-workers", OPT_U32, OFF(db.job_workers), "2", "background job threads"},
+    {"embedder", OPT_STR, OFF(embedder_owned), "hash",
+     "L2 embedder: hash (built-in, offline) or http (OpenAI-compatible server)"},
+    {"embed-dim", OPT_U32, OFF(db.embed_dim), "384 (hash) / learned (http)",
+     "embedding dimension"},
+    {"embed-url", OPT_STR, OFF(embed_url_owned), "(none)",
+     "http embedder: base URL, /v1/embeddings is appended"},
+    {"embed-model", OPT_STR, OFF(embed_model_owned), "text-embedding-3-small",
+     "http embedder: model name"},
+    {"embed-api-key", OPT_STR, OFF(embed_api_key_owned), "(none)", "http embedder: bearer key"},
+    {"hnsw-m", OPT_U32, OFF(db.hnsw_m), "16", "HNSW links per node"},
+    {"hnsw-ef-construction", OPT_U32, OFF(db.hnsw_ef_construction), "200",
+     "HNSW insertion breadth"},
+    {"hnsw-ef-search", OPT_U32, OFF(db.hnsw_ef_search), "64", "HNSW search breadth"},
+    {"weight-importance", OPT_FLOAT, OFF(db.weight_importance), "0.1",
+     "search score weight of importance (0..0.5)"},
+    {"weight-recency", OPT_FLOAT, OFF(db.weight_recency), "0.05",
+     "search score weight of recency (0..0.5)"},
     {"threads", OPT_INT, OFF(http.threads), "0", "HTTP event loops (0: 2 x cores)"},
     {"max-connections", OPT_INT, OFF(http.max_connections), "1024",
      "open connections allowed at once"},
@@ -114,6 +131,15 @@ static int opt_set(server_settings *s, const opt_def *o, const char *value, char
         }
         strata_free(*slot);
         *slot = copy;
+        return STRATA_OK;
+    }
+    case OPT_FLOAT: {
+        double d = strtod(value, &end);
+        if (errno != 0 || end == value || *end != '\0' || !(d >= 0.0 && d <= 0.5)) {
+            snprintf(err, errcap, "--%s: '%s' must be a number in [0, 0.5]", o->name, value);
+            return STRATA_EINVAL;
+        }
+        *(float *)(base + o->offset) = (float)d;
         return STRATA_OK;
     }
     case OPT_FSYNC:
@@ -219,6 +245,7 @@ static void settings_defaults(server_settings *s)
     s->host_owned = strata_strdup("127.0.0.1");
     s->data_dir_owned = strata_strdup("./data");
     s->log_level = strata_strdup("info");
+    s->embedder_owned = strata_strdup("hash");
 }
 
 int settings_load(server_settings *s, int argc, char **argv, char *err, size_t errcap)
@@ -299,6 +326,10 @@ int settings_load(server_settings *s, int argc, char **argv, char *err, size_t e
     }
     s->http.host = s->host_owned;
     s->db.data_dir = s->data_dir_owned;
+    s->db.embedder = s->embedder_owned;
+    s->db.embed_url = s->embed_url_owned;
+    s->db.embed_model = s->embed_model_owned;
+    s->db.embed_api_key = s->embed_api_key_owned;
     if (s->http.limits.max_body_bytes == 0 || s->http.limits.max_header_bytes < 1024) {
         snprintf(err, errcap, "max-body-bytes must be > 0 and max-header-bytes >= 1024");
         return STRATA_EINVAL;
@@ -312,5 +343,9 @@ void settings_free(server_settings *s)
     strata_free(s->data_dir_owned);
     strata_free(s->access_log_path);
     strata_free(s->log_level);
+    strata_free(s->embedder_owned);
+    strata_free(s->embed_url_owned);
+    strata_free(s->embed_model_owned);
+    strata_free(s->embed_api_key_owned);
     memset(s, 0, sizeof(*s));
 }

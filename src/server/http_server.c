@@ -1021,6 +1021,27 @@ static int listen_socket(const struct sockaddr *addr, socklen_t alen, int *out)
     return STRATA_OK;
 }
 
+/* SO_REUSEPORT would let a second server (same user) join a port this one
+ * already serves and silently split its traffic. So before binding the
+ * loops' sockets, bind the port once without SO_REUSEPORT: that fails with
+ * EADDRINUSE when anyone listens there. The probe is closed at once. */
+static int probe_port_free(const struct sockaddr *addr, socklen_t alen)
+{
+    int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return strata_error_errno("socket", NULL);
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    int rc = STRATA_OK;
+    if (bind(fd, addr, alen) != 0) {
+        rc = errno == EADDRINUSE ? strata_error(STRATA_EBUSY, "address already in use")
+                                 : strata_error_errno("bind", NULL);
+    }
+    close(fd);
+    return rc;
+}
+
 /* Set the port of an IPv4 or IPv6 address. */
 static void set_port(struct sockaddr_storage *ss, uint16_t port)
 {
@@ -1138,6 +1159,12 @@ int http_server_create(const http_server_config *cfg, http_handler_fn handler, v
         goto fail;
     }
     set_port(&ss, srv->cfg.port);
+    if (srv->cfg.port != 0) {
+        rc = probe_port_free((struct sockaddr *)&ss, alen);
+        if (rc != STRATA_OK) {
+            goto fail;
+        }
+    }
     for (int i = 0; i < srv->n_loops; i++) {
         http_loop *loop = &srv->loops[i];
         loop->srv = srv;

@@ -171,6 +171,11 @@ int metrics_render(app *a, sbuf *b)
         {"strata_jobs_running", "gauge", "Jobs running.", (double)st.jobs_running},
         {"strata_jobs_done_total", "counter", "Jobs finished.", (double)st.jobs_done},
         {"strata_jobs_failed_total", "counter", "Jobs failed for good.", (double)st.jobs_failed},
+        {"strata_l2_memories", "gauge", "Memories in L2.", (double)st.memories},
+        {"strata_embed_cache_hits_total", "counter", "Embeddings served from the cache.",
+         (double)st.embed_cache_hits},
+        {"strata_embed_cache_misses_total", "counter", "Embeddings computed.",
+         (double)st.embed_cache_misses},
     };
     for (size_t i = 0; rc == STRATA_OK && i < STRATA_ARRAY_LEN(gauges); i++) {
         rc = metric_line(b, gauges[i].name, gauges[i].type, gauges[i].help, gauges[i].v);

@@ -25,6 +25,10 @@ typedef struct server_settings {
     char *data_dir_owned;        /* storage behind db.data_dir */
     char *access_log_path;       /* NULL: no access log; "-": stderr */
     char *log_level;             /* debug | info | warn | error */
+    char *embedder_owned;        /* storage behind db.embedder etc. */
+    char *embed_url_owned;
+    char *embed_model_owned;
+    char *embed_api_key_owned;
 } server_settings;
 
 /* Fill s from defaults < config file (--config or STRATA_CONFIG) < environment
@@ -109,6 +113,11 @@ void h_job_get(req_ctx *c);
 void h_kv_put(req_ctx *c);
 void h_kv_get(req_ctx *c);
 void h_kv_delete(req_ctx *c);
+void h_memory_add(req_ctx *c);
+void h_memory_search(req_ctx *c);
+void h_memory_get(req_ctx *c);
+void h_memory_delete(req_ctx *c);
+int json_put_memory(sbuf *b, const strata_memory *m, bool with_score);
 
 /* Append a session object (API.md shape) to b. */
 int json_put_session(sbuf *b, const strata_session *s);
