@@ -155,6 +155,9 @@ typedef struct strata_db_stats {
     uint64_t memories;               /* L2 memories */
     uint64_t embed_cache_hits;       /* content-hash cache hits of the embedder */
     uint64_t embed_cache_misses;
+    uint64_t graph_nodes;            /* L3 nodes */
+    uint64_t graph_edges;            /* L3 edge versions, current and expired */
+    uint64_t graph_current_edges;    /* L3 edges not expired */
 } strata_db_stats;
 
 STRATA_API void strata_db_stats_get(strata_db *db, strata_db_stats *out);
@@ -348,6 +351,58 @@ STRATA_API int strata_memory_search(strata_db *db, const char *tenant, const cha
 /* Dimension and model of the collection's embedder. */
 STRATA_API uint32_t strata_embed_dim(strata_db *db);
 STRATA_API const char *strata_embed_model(strata_db *db);
+
+/* ---- L3: knowledge graph (long-term) --------------------------------------- */
+/* Node ids follow the id rules; labels and edge types are 1..64 bytes of
+ * [A-Za-z0-9_]; properties are a JSON object of at most 64 KiB ("weight", when
+ * present, a finite number). Results come back as JSON text (strata_free). */
+
+/* Create or merge a node (properties merged key by key; null removes a key).
+ * *created (may be NULL) tells whether it was new. */
+STRATA_API int strata_graph_node_put(strata_db *db, const char *tenant, const char *id,
+                                     const char *label, const char *props_json, int *created);
+/* {"id","label","properties","created_at","updated_at"}; as_of (Unix s, 0 = now). */
+STRATA_API int strata_graph_node_get(strata_db *db, const char *tenant, const char *id,
+                                     int64_t as_of, char **json_out);
+/* Remove a node and its edges. */
+STRATA_API int strata_graph_node_delete(strata_db *db, const char *tenant, const char *id);
+/* Upsert the edge (from, to, type); both nodes must exist (STRATA_ENOTFOUND).
+ * valid_from (Unix s, 0 = now) applies when a new version is created. */
+STRATA_API int strata_graph_edge_put(strata_db *db, const char *tenant, const char *from,
+                                     const char *to, const char *type, const char *props_json,
+                                     int64_t valid_from, int *created);
+/* Expire the current version of an edge (kept for as_of reads). */
+STRATA_API int strata_graph_edge_expire(strata_db *db, const char *tenant, const char *from,
+                                        const char *to, const char *type);
+
+typedef enum strata_graph_direction {
+    STRATA_DIR_OUT = 0,
+    STRATA_DIR_IN = 1,
+    STRATA_DIR_BOTH = 2
+} strata_graph_direction;
+
+typedef struct strata_subgraph_opts {
+    const char *center;              /* node id */
+    int depth;                       /* 0..5, default 2 */
+    const char *const *types;        /* edge types to follow; NULL = all */
+    size_t n_types;
+    strata_graph_direction direction;/* default both */
+    size_t limit;                    /* max nodes, default 1000, at most 100000 */
+    int64_t as_of;                   /* Unix seconds, 0 = now */
+} strata_subgraph_opts;
+
+STRATA_API void strata_subgraph_opts_init(strata_subgraph_opts *o);
+/* {"nodes":[...],"edges":[...],"truncated":bool}. Unknown center: STRATA_ENOTFOUND. */
+STRATA_API int strata_graph_subgraph(strata_db *db, const char *tenant,
+                                     const strata_subgraph_opts *opts, char **json_out);
+
+/* Point-in-time restore (brief §3.3): rebuild the state of src_dir as it was
+ * at Unix time at_s (every record accepted at or before it) into the new,
+ * empty directory dst_dir, from src's snapshots and log, without stopping a
+ * server running on src_dir. LSNs, and so memory and job ids, are preserved.
+ * *records_out (may be NULL) receives the records replayed. */
+STRATA_API int strata_restore(const char *src_dir, const char *dst_dir, int64_t at_s,
+                              uint64_t *records_out);
 
 /* Free memory returned by the library where no specific destructor exists. */
 STRATA_API void strata_free(void *ptr);

@@ -22,4 +22,15 @@ int cli_request(cli *c, const char *method, const char *path, const char *body, 
                 sbuf *out);
 void cli_path_escape(char *dst, size_t cap, const char *src);
 
+/* Perform a request; print the error (exit 1), the JSON (--json) or the
+ * readable form through printer. Returns the process exit code. */
+typedef void (*cli_printer_fn)(json_t *root);
+int cli_run(cli *c, const char *method, const char *path, const char *body,
+            cli_printer_fn printer);
+
+int cli_cmd_node(cli *c, int argc, char **argv);
+int cli_cmd_edge(cli *c, int argc, char **argv);
+int cli_cmd_subgraph(cli *c, int argc, char **argv);
+int cli_cmd_graph(cli *c, int argc, char **argv);
+
 #endif /* STRATA_CLI_H */

@@ -35,6 +35,14 @@ static void usage(FILE *out)
             "                [--min-importance X] <query>\n"
             "  memory get <user> <memory_id>            one memory\n"
             "  memory delete <user> <memory_id>         remove a memory\n"
+            "  node put <id> --label L [--props JSON]   create or merge a graph node\n"
+            "  node get <id> [--as-of TS] | node delete <id>\n"
+            "  edge put <from> <type> <to> [--props JSON] [--valid-from TS]\n"
+            "  edge expire <from> <type> <to>\n"
+            "  subgraph <center> [--depth N] [--types A,B] [--direction out|in|both]\n"
+            "           [--limit N] [--as-of TS] [--dot]   tree, --json, or Graphviz\n"
+            "  graph restore --data-dir SRC --at TS <new-dir>\n"
+            "                                           point-in-time restore (offline)\n"
             "  kv put <l1|l2|l3> <key> <json>           store a JSON value\n"
             "  kv get <l1|l2|l3> <key>                  fetch a JSON value\n"
             "  kv delete <l1|l2|l3> <key>               remove a value\n\n"
@@ -68,11 +76,8 @@ static void fmt_time(char *out, size_t cap, json_int_t ts)
     strftime(out, cap, "%Y-%m-%d %H:%M:%SZ", &tm);
 }
 
-/* Perform a request; on success print per `printer` (or the JSON). */
-typedef void (*printer_fn)(json_t *root);
-
-static int run(cli *c, const char *method, const char *path, const char *body,
-               printer_fn printer)
+int cli_run(cli *c, const char *method, const char *path, const char *body,
+            cli_printer_fn printer)
 {
     sbuf out;
     sbuf_init(&out, 64u << 20);
@@ -238,8 +243,8 @@ static int cmd_memory(cli *c, int argc, char **argv)
         char id[1200];
         cli_path_escape(id, sizeof(id), argv[3]);
         snprintf(path, sizeof(path), "/v1/users/%s/memories/%s", user, id);
-        return strcmp(sub, "get") == 0 ? run(c, "GET", path, NULL, print_memory)
-                                       : run(c, "DELETE", path, NULL, print_ok);
+        return strcmp(sub, "get") == 0 ? cli_run(c, "GET", path, NULL, print_memory)
+                                       : cli_run(c, "DELETE", path, NULL, print_ok);
     }
     bool add = strcmp(sub, "add") == 0;
     if (!add && strcmp(sub, "search") != 0) {
@@ -299,7 +304,7 @@ static int cmd_memory(cli *c, int argc, char **argv)
         goto out;
     }
     snprintf(path, sizeof(path), "/v1/users/%s/memories%s", user, add ? "" : "/search");
-    rc = run(c, "POST", path, payload, add ? print_memory : print_results);
+    rc = cli_run(c, "POST", path, payload, add ? print_memory : print_results);
     free(payload);
 out:
     json_decref(body);
@@ -366,7 +371,7 @@ int main(int argc, char **argv)
     int rc = 2;
 
     if (strcmp(cmd, "health") == 0) {
-        rc = run(&c, "GET", "/healthz", NULL, print_health);
+        rc = cli_run(&c, "GET", "/healthz", NULL, print_health);
     } else if (strcmp(cmd, "turn") == 0 && argc >= 2 && strcmp(argv[1], "add") == 0) {
         const char *session = NULL;
         const char *user = NULL;
@@ -400,13 +405,13 @@ int main(int argc, char **argv)
         }
         cli_path_escape(p1, sizeof(p1), session);
         snprintf(path, sizeof(path), "/v1/sessions/%s/turns", p1);
-        rc = run(&c, "POST", path, text, print_turn);
+        rc = cli_run(&c, "POST", path, text, print_turn);
         free(text);
     } else if (strcmp(cmd, "session") == 0 && argc >= 3) {
         cli_path_escape(p1, sizeof(p1), argv[2]);
         if (strcmp(argv[1], "show") == 0) {
             snprintf(path, sizeof(path), "/v1/sessions/%s", p1);
-            rc = run(&c, "GET", path, NULL, print_session);
+            rc = cli_run(&c, "GET", path, NULL, print_session);
         } else if (strcmp(argv[1], "stage") == 0 && need(argc, 4)) {
             json_t *body = json_pack("{s:s}", "current_stage", argv[3]);
             char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
@@ -415,22 +420,30 @@ int main(int argc, char **argv)
                 return 2;
             }
             snprintf(path, sizeof(path), "/v1/sessions/%s/state", p1);
-            rc = run(&c, "PATCH", path, text, print_state);
+            rc = cli_run(&c, "PATCH", path, text, print_state);
             free(text);
         } else if (strcmp(argv[1], "end") == 0) {
             snprintf(path, sizeof(path), "/v1/sessions/%s/end", p1);
-            rc = run(&c, "POST", path, NULL, print_job_id);
+            rc = cli_run(&c, "POST", path, NULL, print_job_id);
         } else {
             usage(stderr);
         }
     } else if (strcmp(cmd, "dirty") == 0 && need(argc, 2)) {
         cli_path_escape(p1, sizeof(p1), argv[1]);
         snprintf(path, sizeof(path), "/v1/users/%s/dirty", p1);
-        rc = run(&c, "GET", path, NULL, print_dirty);
+        rc = cli_run(&c, "GET", path, NULL, print_dirty);
     } else if (strcmp(cmd, "job") == 0 && need(argc, 2)) {
         cli_path_escape(p1, sizeof(p1), argv[1]);
         snprintf(path, sizeof(path), "/v1/jobs/%s", p1);
-        rc = run(&c, "GET", path, NULL, print_job);
+        rc = cli_run(&c, "GET", path, NULL, print_job);
+    } else if (strcmp(cmd, "node") == 0) {
+        rc = cli_cmd_node(&c, argc, argv);
+    } else if (strcmp(cmd, "edge") == 0) {
+        rc = cli_cmd_edge(&c, argc, argv);
+    } else if (strcmp(cmd, "subgraph") == 0) {
+        rc = cli_cmd_subgraph(&c, argc, argv);
+    } else if (strcmp(cmd, "graph") == 0) {
+        rc = cli_cmd_graph(&c, argc, argv);
     } else if (strcmp(cmd, "memory") == 0) {
         rc = cmd_memory(&c, argc, argv);
     } else if (strcmp(cmd, "kv") == 0 && need(argc, 4)) {
@@ -438,11 +451,11 @@ int main(int argc, char **argv)
         cli_path_escape(p2, sizeof(p2), argv[3]);
         snprintf(path, sizeof(path), "/v1/kv/%s/%s", p1, p2);
         if (strcmp(argv[1], "get") == 0) {
-            rc = run(&c, "GET", path, NULL, print_pretty);
+            rc = cli_run(&c, "GET", path, NULL, print_pretty);
         } else if (strcmp(argv[1], "put") == 0 && need(argc, 5)) {
-            rc = run(&c, "PUT", path, argv[4], print_ok);
+            rc = cli_run(&c, "PUT", path, argv[4], print_ok);
         } else if (strcmp(argv[1], "delete") == 0) {
-            rc = run(&c, "DELETE", path, NULL, print_ok);
+            rc = cli_run(&c, "DELETE", path, NULL, print_ok);
         } else {
             usage(stderr);
         }

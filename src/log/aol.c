@@ -86,6 +86,7 @@ typedef struct aol_seg {
 } aol_seg;
 
 struct aol {
+    uint64_t fresh_base;          /* first LSN of a log created empty (opts->first_lsn) */
     char *dir;                    /* immutable */
     int dir_fd;                   /* open on dir, flock'ed, fsync'ed after create/unlink */
     strata_fsync_policy policy;   /* immutable */
@@ -802,7 +803,7 @@ static int aol_recover(aol *log, aol_open_info *info)
         expect = log->segs[log->n_segs - 1].last_lsn + 1;
     }
     if (log->n_segs == 0 && create_base == 0) {
-        create_base = 1; /* a fresh log */
+        create_base = log->fresh_base; /* a fresh log */
     }
     if (create_base != 0) {
         uint64_t syncs = 0;
@@ -1099,6 +1100,7 @@ int aol_open(const aol_options *opts, aol **out, aol_open_info *info)
     log->fd = -1;
     log->dir_fd = -1;
     log->policy = opts->fsync;
+    log->fresh_base = opts->first_lsn ? opts->first_lsn : 1;
     log->segment_max_bytes =
         opts->segment_max_bytes ? opts->segment_max_bytes : AOL_DEFAULT_SEGMENT_BYTES;
     log->pending_max_ts = INT64_MIN;

@@ -66,6 +66,10 @@ typedef enum aol_type {
     AOL_JOB_FAILED = 22,     /* a job failed for good */
     AOL_MEM_ADD = 40,        /* an L2 memory stored (with its vector) */
     AOL_MEM_DELETE = 41,     /* an L2 memory removed */
+    AOL_GRAPH_NODE_PUT = 60, /* an L3 node created or merged */
+    AOL_GRAPH_NODE_DELETE = 61,
+    AOL_GRAPH_EDGE_PUT = 62, /* an L3 edge upserted */
+    AOL_GRAPH_EDGE_EXPIRE = 63,
     AOL_TYPE_MAX = 255
 } aol_type;
 
@@ -91,6 +95,9 @@ typedef struct aol_options {
     const char *dir;                  /* the log directory (created if absent) */
     strata_fsync_policy fsync;
     uint64_t segment_max_bytes;       /* rotate when the active segment passes this */
+    uint64_t first_lsn;               /* LSN of the first record of a log created empty
+                                         (0 = 1): a log restored from snapshots continues
+                                         their numbering */
 } aol_options;
 
 typedef struct aol_open_info {
@@ -147,6 +154,13 @@ void aol_stats_get(aol *log, aol_stats *out);
  * number of segments removed. */
 int aol_drop_segments(aol *log, uint64_t keep_after_lsn, int64_t older_than_ms,
                       uint64_t *dropped);
+
+/* Read-only scan of a log directory that another process may be appending to
+ * (no lock taken, nothing repaired): calls cb for every valid record in LSN
+ * order and stops quietly at a torn or corrupt tail of the last segment.
+ * *first_lsn_out (may be NULL) receives the first LSN present (0: empty).
+ * Used by point-in-time restore and rebuild. */
+int aol_scan_dir(const char *dir, aol_replay_fn cb, void *ctx, uint64_t *first_lsn_out);
 
 /* Decode one record from buf (as found in a segment after the header).
  * Returns the record's total size (> 0), 0 if buf holds only part of a record

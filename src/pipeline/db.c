@@ -153,9 +153,10 @@ typedef struct apply_mask {
     bool kv;
     bool jobs;
     bool l2;
+    bool l3;
 } apply_mask;
 
-static const apply_mask APPLY_ALL = {true, true, true, true};
+static const apply_mask APPLY_ALL = {true, true, true, true, true};
 
 /* Decode and apply an AOL_MEM_ADD payload. */
 static int db_apply_mem_add(strata_db *db, const aol_record *rec, const char *tenant,
@@ -382,6 +383,14 @@ static int db_apply(strata_db *db, const aol_record *rec, apply_mask mask)
         break;
     case AOL_NOOP:
         break;
+    case AOL_GRAPH_NODE_PUT:
+    case AOL_GRAPH_NODE_DELETE:
+    case AOL_GRAPH_EDGE_PUT:
+    case AOL_GRAPH_EDGE_EXPIRE:
+        if (mask.l3) {
+            rc = db_apply_graph(db, rec, tenant, &r);
+        }
+        break;
     case AOL_MEM_ADD:
         if (mask.l2) {
             rc = db_apply_mem_add(db, rec, tenant, &r);
@@ -445,6 +454,30 @@ int db_write(strata_db *db, uint8_t type, const char *tenant, const sbuf *payloa
     if (lsn_out != NULL) {
         *lsn_out = lsn;
     }
+    return rc;
+}
+
+/* Re-log a record read from another log under its own LSN and timestamp and
+ * apply it (restore, rebuild). The LSN the log assigns must be the record's:
+ * callers feed records in order into a log that starts right before them. */
+int db_append_raw(strata_db *db, const aol_record *rec)
+{
+    pthread_mutex_lock(&db->write_lock);
+    uint64_t lsn = 0;
+    int rc = aol_append(db->log, rec->type, rec->tenant, rec->tenant_len, rec->ts_ms,
+                        rec->payload_len ? (const void *)rec->payload : "", rec->payload_len,
+                        &lsn);
+    if (rc == STRATA_OK && lsn != rec->lsn) {
+        rc = strata_error(STRATA_ECORRUPT, "restore: record %" PRIu64 " landed at LSN %" PRIu64,
+                          rec->lsn, lsn);
+    }
+    if (rc == STRATA_OK) {
+        rc = db_apply(db, rec, APPLY_ALL);
+        if (rc == STRATA_ENOTFOUND || rc == STRATA_ECONFLICT) {
+            rc = STRATA_OK; /* as in recovery: a record that no longer applies */
+        }
+    }
+    pthread_mutex_unlock(&db->write_lock);
     return rc;
 }
 
@@ -865,7 +898,9 @@ int strata_db_snapshot(strata_db *db)
     sbuf img_kv;
     sbuf img_jobs;
     sbuf img_l2;
+    sbuf img_l3;
     sbuf_init(&img_l2, SIZE_MAX / 2);
+    sbuf_init(&img_l3, SIZE_MAX / 2);
     sbuf_init(&img_l1, SIZE_MAX / 2);
     sbuf_init(&img_kv, SIZE_MAX / 2);
     sbuf_init(&img_jobs, SIZE_MAX / 2);
@@ -879,6 +914,7 @@ int strata_db_snapshot(strata_db *db)
     rc = rc ? rc : kv_snapshot_write(db->kv, &img_kv);
     rc = rc ? rc : jobs_snapshot_write(db->jobs, &img_jobs);
     rc = rc ? rc : db->l2->ops->snapshot_write(db->l2, &img_l2);
+    rc = rc ? rc : db->l3->ops->snapshot_write(db->l3, &img_l3);
     pthread_mutex_unlock(&db->write_lock);
 
     /* The log must hold everything the snapshot covers before the snapshot
@@ -889,7 +925,9 @@ int strata_db_snapshot(strata_db *db)
     rc = rc ? rc : db_snapshot_one(db, "kv", &img_kv, lsn);
     rc = rc ? rc : db_snapshot_one(db, "jobs", &img_jobs, lsn);
     rc = rc ? rc : db_snapshot_one(db, "l2", &img_l2, lsn);
+    rc = rc ? rc : db_snapshot_one(db, "l3", &img_l3, lsn);
     sbuf_free(&img_l2);
+    sbuf_free(&img_l3);
     sbuf_free(&img_l1);
     sbuf_free(&img_kv);
     sbuf_free(&img_jobs);
@@ -898,6 +936,7 @@ int strata_db_snapshot(strata_db *db)
         db->snap_lsn_kv = lsn;
         db->snap_lsn_jobs = lsn;
         db->snap_lsn_l2 = lsn;
+        db->snap_lsn_l3 = lsn;
         atomic_fetch_add(&db->snapshots_written, 1);
         uint64_t dropped = 0;
         int64_t older_than = clock_now_ms() - (int64_t)db->cfg.retention_s * 1000;
@@ -1050,6 +1089,12 @@ static int db_jobs_snapshot_load(void *tier, const void *data, size_t len)
     return jobs_snapshot_load(tier, data, len);
 }
 
+static int db_l3_snapshot_load(void *tier, const void *data, size_t len)
+{
+    l3_store *l3 = tier;
+    return l3->ops->snapshot_load(l3, data, len);
+}
+
 static int db_l2_snapshot_load(void *tier, const void *data, size_t len)
 {
     l2_store *l2 = tier;
@@ -1112,7 +1157,8 @@ static int db_replay_cb(void *ctx, const aol_record *rec)
     replay_ctx *rc_ctx = ctx;
     strata_db *db = rc_ctx->db;
     apply_mask mask = {rec->lsn > db->snap_lsn_l1, rec->lsn > db->snap_lsn_kv,
-                       rec->lsn > db->snap_lsn_jobs, rec->lsn > db->snap_lsn_l2};
+                       rec->lsn > db->snap_lsn_jobs, rec->lsn > db->snap_lsn_l2,
+                       rec->lsn > db->snap_lsn_l3};
     int rc = db_apply(db, rec, mask);
     /* A record that no longer applies (e.g. an expiry of a session a newer
      * snapshot already removed) is not an error worth refusing to start for. */
@@ -1128,10 +1174,16 @@ static int db_replay_cb(void *ctx, const aol_record *rec)
  * flush. New records must never reuse LSNs a snapshot covers, or the next
  * recovery would skip them: pad the log with no-op records up to the newest
  * snapshot's LSN. A gap too large to be a lost tail is refused. */
+static uint64_t db_snapshot_max(const strata_db *db)
+{
+    return STRATA_MAX(STRATA_MAX(STRATA_MAX(db->snap_lsn_l1, db->snap_lsn_l2),
+                                 STRATA_MAX(db->snap_lsn_kv, db->snap_lsn_jobs)),
+                      db->snap_lsn_l3);
+}
+
 static int db_catch_up_log(strata_db *db, uint64_t log_last)
 {
-    uint64_t snap = STRATA_MAX(STRATA_MAX(db->snap_lsn_l1, db->snap_lsn_l2),
-                               STRATA_MAX(db->snap_lsn_kv, db->snap_lsn_jobs));
+    uint64_t snap = db_snapshot_max(db);
     if (log_last >= snap) {
         return STRATA_OK;
     }
@@ -1220,6 +1272,10 @@ int strata_db_open(const strata_config *cfg, strata_db **out, strata_recovery_in
     if (rc != STRATA_OK) {
         goto fail;
     }
+    rc = l3_mem_open(&db->l3);
+    if (rc != STRATA_OK) {
+        goto fail;
+    }
     db->kv = kv_create();
     db->jobs = jobs_create();
     if (db->kv == NULL || db->jobs == NULL) {
@@ -1231,17 +1287,20 @@ int strata_db_open(const strata_config *cfg, strata_db **out, strata_recovery_in
     rc = rc ? rc
             : db_load_snapshot(db, "jobs", db->jobs, db_jobs_snapshot_load, &db->snap_lsn_jobs);
     rc = rc ? rc : db_load_snapshot(db, "l2", db->l2, db_l2_snapshot_load, &db->snap_lsn_l2);
+    rc = rc ? rc : db_load_snapshot(db, "l3", db->l3, db_l3_snapshot_load, &db->snap_lsn_l3);
     if (rc != STRATA_OK) {
         goto fail;
     }
-    aol_options lopts = {db->log_dir, cfg->fsync, cfg->segment_max_bytes};
+    uint64_t snap_max = db_snapshot_max(db);
+    aol_options lopts = {db->log_dir, cfg->fsync, cfg->segment_max_bytes, snap_max + 1};
     aol_open_info linfo;
     rc = aol_open(&lopts, &db->log, &linfo);
     if (rc != STRATA_OK) {
         goto fail;
     }
     uint64_t from = STRATA_MIN(STRATA_MIN(db->snap_lsn_l1, db->snap_lsn_l2),
-                               STRATA_MIN(db->snap_lsn_kv, db->snap_lsn_jobs));
+                               STRATA_MIN(STRATA_MIN(db->snap_lsn_kv, db->snap_lsn_jobs),
+                                          db->snap_lsn_l3));
     replay_ctx rctx = {db, 0};
     rc = aol_replay(db->log, from, db_replay_cb, &rctx);
     if (rc != STRATA_OK) {
@@ -1300,7 +1359,8 @@ void strata_db_close(strata_db *db)
     if (db->jobs != NULL) {
         jobs_stop(db->jobs);
     }
-    if (db->log != NULL && db->l1 != NULL && db->l2 != NULL && db->cfg.background) {
+    if (db->log != NULL && db->l1 != NULL && db->l2 != NULL && db->l3 != NULL &&
+        db->cfg.background) {
         /* A snapshot at shutdown makes the next start a short replay. */
         strata_db_snapshot(db);
     }
@@ -1312,6 +1372,9 @@ void strata_db_close(strata_db *db)
     }
     if (db->l2 != NULL) {
         db->l2->ops->close(db->l2);
+    }
+    if (db->l3 != NULL) {
+        db->l3->ops->close(db->l3);
     }
     embedder_free(db->embedder);
     strata_free(db->data_dir);
@@ -1350,4 +1413,9 @@ void strata_db_stats_get(strata_db *db, strata_db_stats *out)
     db->l2->ops->stats(db->l2, &l2s);
     out->memories = l2s.memories;
     embedder_cache_stats(db->embedder, &out->embed_cache_hits, &out->embed_cache_misses);
+    graph_stats gs;
+    db->l3->ops->stats(db->l3, &gs);
+    out->graph_nodes = gs.nodes;
+    out->graph_edges = gs.edges;
+    out->graph_current_edges = gs.current_edges;
 }

@@ -28,6 +28,7 @@
 #include "core/core.h"
 #include "l1/l1.h"
 #include "l2/l2.h"
+#include "l3/l3.h"
 #include "log/log.h"
 
 /* ---- generic key-value store (kv.c) ---------------------------------- */
@@ -117,6 +118,7 @@ struct strata_db {
     aol *log;
     l1_store *l1;
     l2_store *l2;
+    l3_store *l3;
     embedder *embedder;              /* cached; used outside every lock */
     kv_store *kv;
     jobs *jobs;
@@ -131,6 +133,7 @@ struct strata_db {
     uint64_t snap_lsn_kv;
     uint64_t snap_lsn_jobs;
     uint64_t snap_lsn_l2;
+    uint64_t snap_lsn_l3;
     atomic_uint_fast64_t sessions_expired;
     atomic_uint_fast64_t snapshots_written;
     atomic_uint_fast64_t segments_dropped;
@@ -146,5 +149,9 @@ int db_write(strata_db *db, uint8_t type, const char *tenant, const sbuf *payloa
 int db_check_id(const char *what, const char *id);
 int db_check_tenant(const char *tenant);
 int db_check_text(const char *what, const char *s, size_t len, size_t max, bool empty_ok);
+/* Re-log a record from another log under its own LSN and apply it. */
+int db_append_raw(strata_db *db, const aol_record *rec);
+/* Apply a graph record (graph_ops.c). */
+int db_apply_graph(strata_db *db, const aol_record *rec, const char *tenant, wire_reader *r);
 
 #endif /* STRATA_PIPELINE_H */

@@ -1,0 +1,261 @@
+/*
+ * restore.c - point-in-time restore (brief §3.3): the state of a data
+ * directory as it was at a given time, rebuilt into a new directory from the
+ * source's snapshots and log. The source is only read (aol_scan_dir takes no
+ * lock), so a server can keep running on it.
+ *
+ *   1. scan the source log: first LSN present, and L = the first record
+ *      accepted after the target time;
+ *   2. base: nothing if the log still starts at LSN 1, else the newest
+ *      complete snapshot set S with first_lsn - 1 <= S < L, copied as is;
+ *   3. open the new directory (its log starts at S + 1) and re-log every
+ *      record S < lsn < L under its own LSN and time, applying it.
+ * LSNs are preserved, so memory and job ids in the restored copy are the
+ * original ones.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "pipeline/pipeline.h"
+
+static const char *const TIERS[] = {"l1", "kv", "jobs", "l2", "l3"};
+
+typedef struct scan1 {
+    int64_t at_ms;
+    uint64_t cut_lsn;                /* first LSN after the target time (0: none) */
+    uint64_t last_lsn;
+    uint32_t dim;                    /* vector dimension seen in the log (0: none) */
+} scan1;
+
+static int scan1_cb(void *ctx, const aol_record *rec)
+{
+    scan1 *s = ctx;
+    s->last_lsn = rec->lsn;
+    if (s->cut_lsn == 0 && rec->ts_ms > s->at_ms) {
+        s->cut_lsn = rec->lsn;
+    }
+    if (s->dim == 0 && rec->type == AOL_MEM_ADD) {
+        /* The restored copy must embed new writes in the same space. */
+        wire_reader r;
+        wire_reader_init(&r, rec->payload, rec->payload_len);
+        size_t n;
+        wire_get_bytes(&r, &n); /* user */
+        wire_get_u8(&r);
+        wire_get_bytes(&r, &n); /* content */
+        wire_get_f64(&r);
+        wire_get_i64(&r);
+        uint32_t n_prov = wire_get_u32(&r);
+        for (uint32_t i = 0; i < n_prov && !r.err; i++) {
+            wire_get_bytes(&r, &n);
+        }
+        uint32_t dim = wire_get_u32(&r);
+        if (!r.err) {
+            s->dim = dim;
+        }
+    }
+    return STRATA_OK;
+}
+
+typedef struct scan2 {
+    strata_db *db;
+    uint64_t after;                  /* base snapshot LSN */
+    uint64_t before;                 /* cut LSN (exclusive), 0: none */
+    uint64_t applied;
+} scan2;
+
+static int scan2_cb(void *ctx, const aol_record *rec)
+{
+    scan2 *s = ctx;
+    if (rec->lsn <= s->after) {
+        return STRATA_OK;
+    }
+    if (s->before != 0 && rec->lsn >= s->before) {
+        return 1; /* stop: past the target time */
+    }
+    s->applied++;
+    return db_append_raw(s->db, rec);
+}
+
+static bool snapshot_exists(const char *snap_dir, const char *tier, uint64_t lsn)
+{
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/%s-%020" PRIu64 ".snap", snap_dir, tier, lsn);
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+/* The newest LSN with a snapshot of every tier in [lo, hi). 0 if none. */
+static uint64_t find_base(const char *snap_dir, uint64_t lo, uint64_t hi)
+{
+    DIR *d = opendir(snap_dir);
+    if (d == NULL) {
+        return 0;
+    }
+    uint64_t best = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        const char *dash = strrchr(e->d_name, '-');
+        if (strncmp(e->d_name, "l1-", 3) != 0 || dash == NULL) {
+            continue;
+        }
+        uint64_t lsn = strtoull(dash + 1, NULL, 10);
+        if (lsn < lo || lsn >= hi || lsn <= best) {
+            continue;
+        }
+        bool all = true;
+        for (size_t i = 0; i < STRATA_ARRAY_LEN(TIERS) && all; i++) {
+            all = snapshot_exists(snap_dir, TIERS[i], lsn);
+        }
+        if (all) {
+            best = lsn;
+        }
+    }
+    closedir(d);
+    return best;
+}
+
+static int copy_file(const char *src, const char *dst)
+{
+    FILE *in = fopen(src, "rb");
+    if (in == NULL) {
+        return strata_error_errno("cannot open", src);
+    }
+    FILE *out = fopen(dst, "wb");
+    if (out == NULL) {
+        fclose(in);
+        return strata_error_errno("cannot create", dst);
+    }
+    char buf[1 << 16];
+    size_t n;
+    int rc = STRATA_OK;
+    while ((n = fread(buf, 1, sizeof(buf), in)) > 0) {
+        if (fwrite(buf, 1, n, out) != n) {
+            rc = strata_error_errno("cannot write", dst);
+            break;
+        }
+    }
+    if (ferror(in)) {
+        rc = strata_error_errno("cannot read", src);
+    }
+    fclose(in);
+    if (fflush(out) != 0 || fsync(fileno(out)) != 0) {
+        rc = strata_error_errno("cannot sync", dst);
+    }
+    fclose(out);
+    return rc;
+}
+
+static bool dir_is_empty_or_absent(const char *path)
+{
+    DIR *d = opendir(path);
+    if (d == NULL) {
+        return errno == ENOENT;
+    }
+    struct dirent *e;
+    bool empty = true;
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
+            empty = false;
+            break;
+        }
+    }
+    closedir(d);
+    return empty;
+}
+
+int strata_restore(const char *src_dir, const char *dst_dir, int64_t at_s, uint64_t *records_out)
+{
+    if (records_out != NULL) {
+        *records_out = 0;
+    }
+    if (src_dir == NULL || dst_dir == NULL || at_s < 0) {
+        return strata_error(STRATA_EINVAL, "restore needs a source, a target and a time");
+    }
+    if (!dir_is_empty_or_absent(dst_dir)) {
+        return strata_error(STRATA_EEXIST, "%s exists and is not empty", dst_dir);
+    }
+    char log_dir[4096];
+    char snap_dir[4096];
+    snprintf(log_dir, sizeof(log_dir), "%s/log", src_dir);
+    snprintf(snap_dir, sizeof(snap_dir), "%s/snap", src_dir);
+    scan1 s1 = {at_s * 1000 + 999, 0, 0, 0};
+    uint64_t first_lsn = 0;
+    int rc = aol_scan_dir(log_dir, scan1_cb, &s1, &first_lsn);
+    if (rc != STRATA_OK) {
+        return rc;
+    }
+    uint64_t hi = s1.cut_lsn ? s1.cut_lsn : s1.last_lsn + 1;
+    uint64_t base = 0;
+    if (first_lsn > 1 || first_lsn == 0) {
+        uint64_t lo = first_lsn ? first_lsn - 1 : 0;
+        base = find_base(snap_dir, lo, first_lsn ? hi : UINT64_MAX);
+        if (base == 0 && first_lsn > 1) {
+            return strata_error(STRATA_ENOTFOUND,
+                                "cannot restore to %" PRId64 ": the log before LSN %" PRIu64
+                                " was dropped and no snapshot covers that time",
+                                at_s, first_lsn);
+        }
+    }
+    if (mkdir(dst_dir, 0700) != 0 && errno != EEXIST) {
+        return strata_error_errno("cannot create", dst_dir);
+    }
+    char dst_snap[4096];
+    snprintf(dst_snap, sizeof(dst_snap), "%s/snap", dst_dir);
+    if (mkdir(dst_snap, 0700) != 0 && errno != EEXIST) {
+        return strata_error_errno("cannot create", dst_snap);
+    }
+    for (size_t i = 0; base != 0 && i < STRATA_ARRAY_LEN(TIERS); i++) {
+        char from[4200];
+        char to[4200];
+        snprintf(from, sizeof(from), "%s/%s-%020" PRIu64 ".snap", snap_dir, TIERS[i], base);
+        snprintf(to, sizeof(to), "%s/%s-%020" PRIu64 ".snap", dst_snap, TIERS[i], base);
+        rc = copy_file(from, to);
+        if (rc != STRATA_OK) {
+            return rc;
+        }
+    }
+    strata_config cfg;
+    strata_config_init(&cfg);
+    cfg.data_dir = dst_dir;
+    cfg.background = 0;
+    cfg.fsync = STRATA_FSYNC_NO;
+    cfg.embed_dim = s1.dim;
+    /* The source's L1 settings shape replayed state (buffer trimming, which
+     * turns a consolidation takes): the same environment variables as the
+     * server's settings let an operator match a non-default source. */
+    const char *v = getenv("STRATA_BUFFER_TURNS");
+    if (v != NULL) {
+        cfg.buffer_turns = (uint32_t)strtoul(v, NULL, 10);
+    }
+    v = getenv("STRATA_CONSOLIDATE_EVERY");
+    if (v != NULL) {
+        cfg.consolidate_every = (uint32_t)strtoul(v, NULL, 10);
+    }
+    strata_db *db = NULL;
+    rc = strata_db_open(&cfg, &db, NULL);
+    if (rc != STRATA_OK) {
+        return rc;
+    }
+    scan2 s2 = {db, base, s1.cut_lsn, 0};
+    rc = aol_scan_dir(log_dir, scan2_cb, &s2, NULL);
+    if (rc == 1) {
+        rc = STRATA_OK;
+    }
+    if (rc == STRATA_OK) {
+        rc = strata_db_sync(db);
+    }
+    if (rc == STRATA_OK) {
+        rc = strata_db_snapshot(db);
+    }
+    strata_db_close(db);
+    if (records_out != NULL) {
+        *records_out = s2.applied;
+    }
+    return rc;
+}
