@@ -96,6 +96,18 @@ typedef struct strata_config {
     uint32_t hnsw_ef_search;         /* default 64 */
     float weight_importance;         /* search score adjustment by importance, default 0.1 */
     float weight_recency;            /* by recency, default 0.05 */
+    /* pipeline */
+    const char *extractor;           /* "rules" (built-in, default) or "llm" */
+    const char *llm_url;             /* llm: base URL of an OpenAI-compatible server */
+    const char *llm_model;
+    const char *llm_api_key;
+    float near_duplicate;            /* cosine at or above which a memory is a duplicate, 0.92 */
+    float distill_importance;        /* distil at once at or above this importance, 0.8 */
+    int distill_hour;                /* local hour of the nightly distillation, 2; -1 = off */
+    uint32_t tenant_model_calls;     /* concurrent extractor calls per tenant, default 4 */
+    float merge_margin;              /* delta-merge: "close" confidence, default 0.15 */
+    uint32_t merge_window_s;         /* delta-merge: newer by more = a change, default 3600 */
+    float interest_half_life_days;   /* INTERESTED_IN weights decay, default 30 */
     int background;                  /* 1: run expiry/snapshot/job threads (server); 0: none */
 } strata_config;
 
@@ -158,6 +170,10 @@ typedef struct strata_db_stats {
     uint64_t graph_nodes;            /* L3 nodes */
     uint64_t graph_edges;            /* L3 edge versions, current and expired */
     uint64_t graph_current_edges;    /* L3 edges not expired */
+    uint64_t memories_consolidated;  /* memories created by consolidation */
+    uint64_t duplicates_skipped;     /* candidates dropped as exact or near duplicates */
+    uint64_t clarifications_opened;  /* contradictions flagged */
+    uint64_t distilled;              /* memories distilled into L3 */
 } strata_db_stats;
 
 STRATA_API void strata_db_stats_get(strata_db *db, strata_db_stats *out);
@@ -395,6 +411,25 @@ STRATA_API void strata_subgraph_opts_init(strata_subgraph_opts *o);
 /* {"nodes":[...],"edges":[...],"truncated":bool}. Unknown center: STRATA_ENOTFOUND. */
 STRATA_API int strata_graph_subgraph(strata_db *db, const char *tenant,
                                      const strata_subgraph_opts *opts, char **json_out);
+
+/* ---- pipeline ----------------------------------------------------------------- */
+/* The user's profile (API.md shape) as JSON text. */
+STRATA_API int strata_profile_get(strata_db *db, const char *tenant, const char *user_id,
+                                  char **json_out);
+/* Close clarification clr-<hex>: choose "old" or "new", or give value (JSON
+ * text of any value; strings are stored as their text). Returns the updated
+ * attribute as JSON text. STRATA_ENOTFOUND, STRATA_ECONFLICT if closed. */
+STRATA_API int strata_clarification_resolve(strata_db *db, const char *tenant,
+                                            const char *user_id, const char *clarification_id,
+                                            const char *choose, const char *value_json,
+                                            char **json_out);
+/* Queue distillation (L2 -> L3) for one user, or every user when user_id is NULL. */
+STRATA_API int strata_distill(strata_db *db, const char *tenant, const char *user_id,
+                              char job_id[STRATA_JOB_ID_LEN]);
+/* Everything an agent needs for its next prompt: buffer, best memories,
+ * profile, graph neighbourhood, and all of it as text within budget_chars. */
+STRATA_API int strata_context(strata_db *db, const char *tenant, const char *session_id,
+                              const char *query, size_t budget_chars, char **json_out);
 
 /* Point-in-time restore (brief §3.3): rebuild the state of src_dir as it was
  * at Unix time at_s (every record accepted at or before it) into the new,

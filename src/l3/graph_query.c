@@ -705,17 +705,18 @@ int graph_subgraph_to_json(const graph_subgraph_result *r, sbuf *out)
         if (rc == STRATA_OK) {
             rc = sbuf_append(out, e->props, e->props_len);
         }
+        /* The API speaks Unix seconds; the store keeps milliseconds. */
         if (rc == STRATA_OK) {
-            rc = put_i64_field(out, ",\"valid_from\":", e->valid_from);
+            rc = put_i64_field(out, ",\"valid_from\":", e->valid_from / 1000);
         }
         if (rc == STRATA_OK) {
-            rc = put_i64_field(out, ",\"valid_to\":", e->valid_to);
+            rc = put_i64_field(out, ",\"valid_to\":", e->valid_to / 1000);
         }
         if (rc == STRATA_OK) {
-            rc = put_i64_field(out, ",\"created_at\":", e->created_at);
+            rc = put_i64_field(out, ",\"created_at\":", e->created_at / 1000);
         }
         if (rc == STRATA_OK) {
-            rc = put_i64_field(out, ",\"expired_at\":", e->expired_at);
+            rc = put_i64_field(out, ",\"expired_at\":", e->expired_at / 1000);
         }
         if (rc == STRATA_OK) {
             rc = sbuf_putc(out, '}');

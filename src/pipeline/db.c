@@ -44,6 +44,7 @@
 #include "pipeline/pipeline.h"
 #include "providers/embed.h"
 #include "providers/llm_http.h"
+#include "providers/extract.h"
 
 #define TURN_FLAG_QUEUE_JOB 1u
 #define STAGE_MAX_BYTES 256
@@ -72,6 +73,14 @@ void strata_config_init(strata_config *cfg)
     cfg->hnsw_ef_search = 64;
     cfg->weight_importance = 0.1f;
     cfg->weight_recency = 0.05f;
+    cfg->extractor = "rules";
+    cfg->near_duplicate = 0.92f;
+    cfg->distill_importance = 0.8f;
+    cfg->distill_hour = 2;
+    cfg->tenant_model_calls = 4;
+    cfg->merge_margin = 0.15f;
+    cfg->merge_window_s = 3600;
+    cfg->interest_half_life_days = 30.0f;
 }
 
 int strata_fsync_parse(const char *text, strata_fsync_policy *out)
@@ -154,9 +163,10 @@ typedef struct apply_mask {
     bool jobs;
     bool l2;
     bool l3;
+    bool profile;
 } apply_mask;
 
-static const apply_mask APPLY_ALL = {true, true, true, true, true};
+static const apply_mask APPLY_ALL = {true, true, true, true, true, true};
 
 /* Decode and apply an AOL_MEM_ADD payload. */
 static int db_apply_mem_add(strata_db *db, const aol_record *rec, const char *tenant,
@@ -383,6 +393,22 @@ static int db_apply(strata_db *db, const aol_record *rec, apply_mask mask)
         break;
     case AOL_NOOP:
         break;
+    case AOL_JOB_ENQUEUE:
+        if (mask.jobs) {
+            rc = db_apply_pipeline(db, rec, tenant, &r);
+        }
+        break;
+    case AOL_PROFILE_SET:
+    case AOL_PROFILE_CLARIFY:
+    case AOL_PROFILE_RESOLVE:
+    case AOL_DISTILL_PENDING:
+    case AOL_DISTILL_APPLY:
+        /* Snapshots of every tier are taken together, so the profile's LSN
+         * stands for the graph and dirty sets a distillation also touches. */
+        if (mask.profile) {
+            rc = db_apply_pipeline(db, rec, tenant, &r);
+        }
+        break;
     case AOL_GRAPH_NODE_PUT:
     case AOL_GRAPH_NODE_DELETE:
     case AOL_GRAPH_EDGE_PUT:
@@ -453,6 +479,30 @@ int db_write(strata_db *db, uint8_t type, const char *tenant, const sbuf *payloa
     }
     if (lsn_out != NULL) {
         *lsn_out = lsn;
+    }
+    return rc;
+}
+
+int db_log(strata_db *db, uint8_t type, const char *tenant, const sbuf *payload,
+           uint64_t *lsn_out)
+{
+    return db_write(db, type, tenant, payload, NULL, NULL, lsn_out);
+}
+
+int db_enqueue_job(strata_db *db, const char *tenant, const char *kind, const char *user,
+                   char job_id[STRATA_JOB_ID_LEN])
+{
+    job_id[0] = '\0';
+    sbuf payload;
+    sbuf_init(&payload, AOL_MAX_PAYLOAD);
+    int rc = wire_put_str(&payload, kind);
+    rc = rc ? rc : wire_put_str(&payload, "");
+    rc = rc ? rc : wire_put_str(&payload, user ? user : "");
+    uint64_t lsn = 0;
+    rc = rc ? rc : db_log(db, AOL_JOB_ENQUEUE, tenant, &payload, &lsn);
+    sbuf_free(&payload);
+    if (rc == STRATA_OK) {
+        job_id_format(job_id, lsn);
     }
     return rc;
 }
@@ -851,19 +901,6 @@ static int db_job_finish(void *ctx, const char *tenant, const char *job_id, bool
     return rc;
 }
 
-/* Until the L2 tier lands, consolidation has nowhere to write: the job runs
- * and completes so the queue drains and its status is truthful about having
- * run. The pipeline registers the real handler over this one. */
-static int db_consolidate_noop(void *ctx, const job_view *view, char *errbuf, size_t errcap)
-{
-    (void)ctx;
-    (void)errbuf;
-    (void)errcap;
-    slog(SLOG_DEBUG, "consolidation %s: %zu turns of session %s", view->id, view->n_turns,
-         view->session_id);
-    return STRATA_OK;
-}
-
 /* ---- snapshots, retention, expiry ------------------------------------------------ */
 
 int strata_db_sync(strata_db *db)
@@ -899,6 +936,8 @@ int strata_db_snapshot(strata_db *db)
     sbuf img_jobs;
     sbuf img_l2;
     sbuf img_l3;
+    sbuf img_profile;
+    sbuf_init(&img_profile, SIZE_MAX / 2);
     sbuf_init(&img_l2, SIZE_MAX / 2);
     sbuf_init(&img_l3, SIZE_MAX / 2);
     sbuf_init(&img_l1, SIZE_MAX / 2);
@@ -915,6 +954,7 @@ int strata_db_snapshot(strata_db *db)
     rc = rc ? rc : jobs_snapshot_write(db->jobs, &img_jobs);
     rc = rc ? rc : db->l2->ops->snapshot_write(db->l2, &img_l2);
     rc = rc ? rc : db->l3->ops->snapshot_write(db->l3, &img_l3);
+    rc = rc ? rc : profile_snapshot_write(db->profile, &img_profile);
     pthread_mutex_unlock(&db->write_lock);
 
     /* The log must hold everything the snapshot covers before the snapshot
@@ -926,6 +966,8 @@ int strata_db_snapshot(strata_db *db)
     rc = rc ? rc : db_snapshot_one(db, "jobs", &img_jobs, lsn);
     rc = rc ? rc : db_snapshot_one(db, "l2", &img_l2, lsn);
     rc = rc ? rc : db_snapshot_one(db, "l3", &img_l3, lsn);
+    rc = rc ? rc : db_snapshot_one(db, "profile", &img_profile, lsn);
+    sbuf_free(&img_profile);
     sbuf_free(&img_l2);
     sbuf_free(&img_l3);
     sbuf_free(&img_l1);
@@ -937,6 +979,7 @@ int strata_db_snapshot(strata_db *db)
         db->snap_lsn_jobs = lsn;
         db->snap_lsn_l2 = lsn;
         db->snap_lsn_l3 = lsn;
+        db->snap_lsn_profile = lsn;
         atomic_fetch_add(&db->snapshots_written, 1);
         uint64_t dropped = 0;
         int64_t older_than = clock_now_ms() - (int64_t)db->cfg.retention_s * 1000;
@@ -997,6 +1040,42 @@ static void db_expire_idle(strata_db *db)
     l1_session_refs_free(refs, n);
 }
 
+/* Once a day at distill_hour (local time), queue distillation for every
+ * tenant with memories waiting. */
+static void db_nightly_distill(strata_db *db)
+{
+    if (db->cfg.distill_hour < 0 || db->cfg.distill_hour > 23) {
+        return;
+    }
+    time_t now = (time_t)clock_now_s();
+    struct tm tm;
+    localtime_r(&now, &tm);
+    int64_t day = (int64_t)now / 86400;
+    if (tm.tm_hour != db->cfg.distill_hour || day == db->last_daily_distill_day) {
+        return;
+    }
+    db->last_daily_distill_day = day;
+    char **keys = NULL;
+    size_t n = 0;
+    if (profile_users_with_pending(db->profile, &keys, &n) != STRATA_OK) {
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        bool seen = false;
+        for (size_t k = 0; k < i && !seen; k++) {
+            seen = strcmp(keys[k], keys[i]) == 0;
+        }
+        char job_id[STRATA_JOB_ID_LEN];
+        if (!seen && db_enqueue_job(db, keys[i], "distill", "", job_id) != STRATA_OK) {
+            slog(SLOG_WARN, "nightly distillation of tenant %s: %s", keys[i], strata_errmsg());
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        strata_free(keys[i]);
+    }
+    strata_free(keys);
+}
+
 static void *db_ticker_main(void *arg)
 {
     strata_db *db = arg;
@@ -1016,6 +1095,7 @@ static void *db_ticker_main(void *arg)
         }
         pthread_mutex_unlock(&db->ticker_lock);
         db_expire_idle(db);
+        db_nightly_distill(db);
         uint64_t now_ns = clock_mono_ns();
         if (db->cfg.snapshot_every_s > 0 &&
             now_ns - last_snapshot_ns >= (uint64_t)db->cfg.snapshot_every_s * 1000000000ull) {
@@ -1089,6 +1169,32 @@ static int db_jobs_snapshot_load(void *tier, const void *data, size_t len)
     return jobs_snapshot_load(tier, data, len);
 }
 
+static int db_profile_snapshot_load(void *tier, const void *data, size_t len)
+{
+    return profile_snapshot_load(tier, data, len);
+}
+
+/* The consolidation extractor: built-in rules, or an LLM server. */
+static int db_extractor_open(const strata_config *cfg, extractor **out)
+{
+    const char *kind = cfg->extractor ? cfg->extractor : "rules";
+    if (strcmp(kind, "rules") == 0) {
+        return extractor_rules_create(out);
+    }
+    if (strcmp(kind, "llm") == 0) {
+        if (cfg->llm_url == NULL || cfg->llm_url[0] == '\0') {
+            return strata_error(STRATA_EINVAL, "extractor llm needs llm_url");
+        }
+        llm_http_options o;
+        llm_http_options_init(&o);
+        o.base_url = cfg->llm_url;
+        o.api_key = cfg->llm_api_key;
+        o.model = cfg->llm_model ? cfg->llm_model : "gpt-4o-mini";
+        return extractor_llm_create(&o, out);
+    }
+    return strata_error(STRATA_EINVAL, "extractor must be rules or llm");
+}
+
 static int db_l3_snapshot_load(void *tier, const void *data, size_t len)
 {
     l3_store *l3 = tier;
@@ -1158,7 +1264,7 @@ static int db_replay_cb(void *ctx, const aol_record *rec)
     strata_db *db = rc_ctx->db;
     apply_mask mask = {rec->lsn > db->snap_lsn_l1, rec->lsn > db->snap_lsn_kv,
                        rec->lsn > db->snap_lsn_jobs, rec->lsn > db->snap_lsn_l2,
-                       rec->lsn > db->snap_lsn_l3};
+                       rec->lsn > db->snap_lsn_l3, rec->lsn > db->snap_lsn_profile};
     int rc = db_apply(db, rec, mask);
     /* A record that no longer applies (e.g. an expiry of a session a newer
      * snapshot already removed) is not an error worth refusing to start for. */
@@ -1178,7 +1284,7 @@ static uint64_t db_snapshot_max(const strata_db *db)
 {
     return STRATA_MAX(STRATA_MAX(STRATA_MAX(db->snap_lsn_l1, db->snap_lsn_l2),
                                  STRATA_MAX(db->snap_lsn_kv, db->snap_lsn_jobs)),
-                      db->snap_lsn_l3);
+                      STRATA_MAX(db->snap_lsn_l3, db->snap_lsn_profile));
 }
 
 static int db_catch_up_log(strata_db *db, uint64_t log_last)
@@ -1276,6 +1382,17 @@ int strata_db_open(const strata_config *cfg, strata_db **out, strata_recovery_in
     if (rc != STRATA_OK) {
         goto fail;
     }
+    db->profile = profile_create();
+    db->tenant_calls = dict_create(NULL);
+    pthread_mutex_init(&db->tenant_calls_lock, NULL);
+    if (db->profile == NULL || db->tenant_calls == NULL) {
+        rc = STRATA_ENOMEM;
+        goto fail;
+    }
+    rc = db_extractor_open(cfg, &db->extractor);
+    if (rc != STRATA_OK) {
+        goto fail;
+    }
     db->kv = kv_create();
     db->jobs = jobs_create();
     if (db->kv == NULL || db->jobs == NULL) {
@@ -1288,6 +1405,9 @@ int strata_db_open(const strata_config *cfg, strata_db **out, strata_recovery_in
             : db_load_snapshot(db, "jobs", db->jobs, db_jobs_snapshot_load, &db->snap_lsn_jobs);
     rc = rc ? rc : db_load_snapshot(db, "l2", db->l2, db_l2_snapshot_load, &db->snap_lsn_l2);
     rc = rc ? rc : db_load_snapshot(db, "l3", db->l3, db_l3_snapshot_load, &db->snap_lsn_l3);
+    rc = rc ? rc
+            : db_load_snapshot(db, "profile", db->profile, db_profile_snapshot_load,
+                               &db->snap_lsn_profile);
     if (rc != STRATA_OK) {
         goto fail;
     }
@@ -1300,7 +1420,7 @@ int strata_db_open(const strata_config *cfg, strata_db **out, strata_recovery_in
     }
     uint64_t from = STRATA_MIN(STRATA_MIN(db->snap_lsn_l1, db->snap_lsn_l2),
                                STRATA_MIN(STRATA_MIN(db->snap_lsn_kv, db->snap_lsn_jobs),
-                                          db->snap_lsn_l3));
+                                          STRATA_MIN(db->snap_lsn_l3, db->snap_lsn_profile)));
     replay_ctx rctx = {db, 0};
     rc = aol_replay(db->log, from, db_replay_cb, &rctx);
     if (rc != STRATA_OK) {
@@ -1321,7 +1441,8 @@ int strata_db_open(const strata_config *cfg, strata_db **out, strata_recovery_in
         info->snapshot_lsn = db->snap_lsn_l1;
         info->last_lsn = linfo.last_lsn;
     }
-    rc = jobs_register(db->jobs, "consolidate", db_consolidate_noop, db);
+    rc = jobs_register(db->jobs, "consolidate", consolidate_job, db);
+    rc = rc ? rc : jobs_register(db->jobs, "distill", distill_job, db);
     if (rc != STRATA_OK) {
         goto fail;
     }
@@ -1360,7 +1481,7 @@ void strata_db_close(strata_db *db)
         jobs_stop(db->jobs);
     }
     if (db->log != NULL && db->l1 != NULL && db->l2 != NULL && db->l3 != NULL &&
-        db->cfg.background) {
+        db->profile != NULL && db->cfg.background) {
         /* A snapshot at shutdown makes the next start a short replay. */
         strata_db_snapshot(db);
     }
@@ -1375,6 +1496,12 @@ void strata_db_close(strata_db *db)
     }
     if (db->l3 != NULL) {
         db->l3->ops->close(db->l3);
+    }
+    profile_free(db->profile);
+    extractor_free(db->extractor);
+    if (db->tenant_calls != NULL) {
+        dict_free(db->tenant_calls);
+        pthread_mutex_destroy(&db->tenant_calls_lock);
     }
     embedder_free(db->embedder);
     strata_free(db->data_dir);
@@ -1418,4 +1545,8 @@ void strata_db_stats_get(strata_db *db, strata_db_stats *out)
     out->graph_nodes = gs.nodes;
     out->graph_edges = gs.edges;
     out->graph_current_edges = gs.current_edges;
+    out->memories_consolidated = atomic_load(&db->memories_consolidated);
+    out->duplicates_skipped = atomic_load(&db->duplicates_skipped);
+    out->clarifications_opened = atomic_load(&db->clarifications_opened);
+    out->distilled = atomic_load(&db->distilled);
 }

@@ -29,6 +29,7 @@
 #include "l1/l1.h"
 #include "l2/l2.h"
 #include "l3/l3.h"
+#include "pipeline/profile.h"
 #include "log/log.h"
 
 /* ---- generic key-value store (kv.c) ---------------------------------- */
@@ -119,6 +120,8 @@ struct strata_db {
     l1_store *l1;
     l2_store *l2;
     l3_store *l3;
+    profile_store *profile;
+    struct extractor *extractor;     /* consolidation's extractor (rules or llm) */
     embedder *embedder;              /* cached; used outside every lock */
     kv_store *kv;
     jobs *jobs;
@@ -134,6 +137,14 @@ struct strata_db {
     uint64_t snap_lsn_jobs;
     uint64_t snap_lsn_l2;
     uint64_t snap_lsn_l3;
+    uint64_t snap_lsn_profile;        /* profile, clarifications, distillation queue */
+    pthread_mutex_t tenant_calls_lock; /* per-tenant model-call limits (consolidate.c) */
+    dict *tenant_calls;
+    atomic_uint_fast64_t memories_consolidated;
+    atomic_uint_fast64_t duplicates_skipped;
+    atomic_uint_fast64_t clarifications_opened;
+    atomic_uint_fast64_t distilled;
+    int64_t last_daily_distill_day;  /* ticker: local day number of the last nightly run */
     atomic_uint_fast64_t sessions_expired;
     atomic_uint_fast64_t snapshots_written;
     atomic_uint_fast64_t segments_dropped;
@@ -151,6 +162,21 @@ int db_check_tenant(const char *tenant);
 int db_check_text(const char *what, const char *s, size_t len, size_t max, bool empty_ok);
 /* Re-log a record from another log under its own LSN and apply it. */
 int db_append_raw(strata_db *db, const aol_record *rec);
+/* Apply a pipeline record (pipeline_records.c). */
+int db_apply_pipeline(strata_db *db, const aol_record *rec, const char *tenant, wire_reader *r);
+/* Log one record and apply it (no precheck): db_write's common case. */
+int db_log(strata_db *db, uint8_t type, const char *tenant, const sbuf *payload,
+           uint64_t *lsn_out);
+/* Job handlers (consolidate.c, distill.c) and the nightly trigger. */
+int consolidate_job(void *ctx, const job_view *view, char *errbuf, size_t errcap);
+int distill_job(void *ctx, const job_view *view, char *errbuf, size_t errcap);
+/* Queue a distill job for one user ("" = every user with pending memories). */
+int db_enqueue_job(strata_db *db, const char *tenant, const char *kind, const char *user,
+                   char job_id[STRATA_JOB_ID_LEN]);
+/* A memory as API.md's JSON object (recall.c). */
+int memory_json(sbuf *b, const strata_memory *m, bool with_score);
+/* lower case, words joined by '-' (node id slugs). */
+void pipeline_slug(const char *s, char *out, size_t cap);
 /* Apply a graph record (graph_ops.c). */
 int db_apply_graph(strata_db *db, const aol_record *rec, const char *tenant, wire_reader *r);
 

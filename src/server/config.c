@@ -62,6 +62,24 @@ static const opt_def OPTS[] = {
      "search score weight of importance (0..0.5)"},
     {"weight-recency", OPT_FLOAT, OFF(db.weight_recency), "0.05",
      "search score weight of recency (0..0.5)"},
+    {"extractor", OPT_STR, OFF(extractor_owned), "rules",
+     "consolidation extractor: rules (built-in, offline) or llm"},
+    {"llm-url", OPT_STR, OFF(llm_url_owned), "(none)",
+     "llm extractor: base URL of an OpenAI-compatible server"},
+    {"llm-model", OPT_STR, OFF(llm_model_owned), "gpt-4o-mini", "llm extractor: model name"},
+    {"llm-api-key", OPT_STR, OFF(llm_api_key_owned), "(none)", "llm extractor: bearer key"},
+    {"near-duplicate", OPT_FLOAT, OFF(db.near_duplicate), "0.92",
+     "cosine at or above which a new memory is a duplicate (1: off)"},
+    {"distill-importance", OPT_FLOAT, OFF(db.distill_importance), "0.8",
+     "distil a memory into L3 at once at or above this importance"},
+    {"distill-hour", OPT_INT, OFF(db.distill_hour), "2",
+     "local hour of the nightly distillation (off: none)"},
+    {"tenant-model-calls", OPT_U32, OFF(db.tenant_model_calls), "4",
+     "concurrent extractor calls allowed per tenant"},
+    {"merge-margin", OPT_FLOAT, OFF(db.merge_margin), "0.15",
+     "delta-merge: confidences closer than this are ambiguous"},
+    {"merge-window", OPT_U32, OFF(db.merge_window_s), "3600",
+     "delta-merge: a contradiction newer by more seconds is a change"},
     {"threads", OPT_INT, OFF(http.threads), "0", "HTTP event loops (0: 2 x cores)"},
     {"max-connections", OPT_INT, OFF(http.max_connections), "1024",
      "open connections allowed at once"},
@@ -135,8 +153,8 @@ static int opt_set(server_settings *s, const opt_def *o, const char *value, char
     }
     case OPT_FLOAT: {
         double d = strtod(value, &end);
-        if (errno != 0 || end == value || *end != '\0' || !(d >= 0.0 && d <= 0.5)) {
-            snprintf(err, errcap, "--%s: '%s' must be a number in [0, 0.5]", o->name, value);
+        if (errno != 0 || end == value || *end != '\0' || !(d >= 0.0 && d <= 1.0)) {
+            snprintf(err, errcap, "--%s: '%s' must be a number in [0, 1]", o->name, value);
             return STRATA_EINVAL;
         }
         *(float *)(base + o->offset) = (float)d;
@@ -150,6 +168,10 @@ static int opt_set(server_settings *s, const opt_def *o, const char *value, char
         return STRATA_OK;
     default:
         break;
+    }
+    if (o->offset == OFF(db.distill_hour) && strcmp(value, "off") == 0) {
+        s->db.distill_hour = -1;
+        return STRATA_OK;
     }
     unsigned long long v = strtoull(value, &end, 10);
     if (errno != 0 || end == value || *end != '\0' || value[0] == '-') {
@@ -172,6 +194,10 @@ static int opt_set(server_settings *s, const opt_def *o, const char *value, char
     } else {
         if (v > 0x7fffffff) {
             snprintf(err, errcap, "--%s: %s is too large", o->name, value);
+            return STRATA_EINVAL;
+        }
+        if (o->offset == OFF(db.distill_hour) && v > 23) {
+            snprintf(err, errcap, "--distill-hour: 0..23 or off");
             return STRATA_EINVAL;
         }
         if (o->offset == OFF(http.port)) {
@@ -246,6 +272,7 @@ static void settings_defaults(server_settings *s)
     s->data_dir_owned = strata_strdup("./data");
     s->log_level = strata_strdup("info");
     s->embedder_owned = strata_strdup("hash");
+    s->extractor_owned = strata_strdup("rules");
 }
 
 int settings_load(server_settings *s, int argc, char **argv, char *err, size_t errcap)
@@ -330,6 +357,14 @@ int settings_load(server_settings *s, int argc, char **argv, char *err, size_t e
     s->db.embed_url = s->embed_url_owned;
     s->db.embed_model = s->embed_model_owned;
     s->db.embed_api_key = s->embed_api_key_owned;
+    s->db.extractor = s->extractor_owned;
+    s->db.llm_url = s->llm_url_owned;
+    s->db.llm_model = s->llm_model_owned;
+    s->db.llm_api_key = s->llm_api_key_owned;
+    if (s->db.weight_importance + s->db.weight_recency > 0.9f) {
+        snprintf(err, errcap, "weight-importance + weight-recency must stay below 0.9");
+        return STRATA_EINVAL;
+    }
     if (s->http.limits.max_body_bytes == 0 || s->http.limits.max_header_bytes < 1024) {
         snprintf(err, errcap, "max-body-bytes must be > 0 and max-header-bytes >= 1024");
         return STRATA_EINVAL;
@@ -347,5 +382,9 @@ void settings_free(server_settings *s)
     strata_free(s->embed_url_owned);
     strata_free(s->embed_model_owned);
     strata_free(s->embed_api_key_owned);
+    strata_free(s->extractor_owned);
+    strata_free(s->llm_url_owned);
+    strata_free(s->llm_model_owned);
+    strata_free(s->llm_api_key_owned);
     memset(s, 0, sizeof(*s));
 }

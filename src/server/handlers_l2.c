@@ -6,6 +6,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "pipeline/pipeline.h"
 #include "server/server.h"
 
 #define SEARCH_VECTOR_MAX 4096
@@ -18,35 +19,6 @@ static bool param_user(req_ctx *c)
         return false;
     }
     return true;
-}
-
-int json_put_memory(sbuf *b, const strata_memory *m, bool with_score)
-{
-    int rc = sbuf_puts(b, "{\"id\":");
-    rc = rc ? rc : json_put_cstr(b, m->id);
-    rc = rc ? rc : sbuf_puts(b, ",\"user_id\":");
-    rc = rc ? rc : json_put_cstr(b, m->user_id);
-    rc = rc ? rc : sbuf_puts(b, ",\"memory_type\":");
-    rc = rc ? rc : json_put_cstr(b, strata_memory_type_name(m->type));
-    rc = rc ? rc : sbuf_puts(b, ",\"content\":");
-    rc = rc ? rc : json_put_str(b, m->content, m->content_len);
-    rc = rc ? rc : sbuf_puts(b, ",\"importance\":");
-    rc = rc ? rc : json_put_double(b, m->importance);
-    rc = rc ? rc : sbuf_puts(b, ",\"timestamp\":");
-    rc = rc ? rc : json_put_i64(b, m->timestamp);
-    if (with_score) {
-        rc = rc ? rc : sbuf_puts(b, ",\"score\":");
-        rc = rc ? rc : json_put_double(b, m->score);
-    }
-    rc = rc ? rc : sbuf_puts(b, ",\"provenance\":[");
-    for (size_t i = 0; rc == STRATA_OK && i < m->n_provenance; i++) {
-        if (i > 0) {
-            rc = sbuf_putc(b, ',');
-        }
-        rc = rc ? rc : json_put_cstr(b, m->provenance[i]);
-    }
-    rc = rc ? rc : sbuf_puts(b, "]}");
-    return rc;
 }
 
 /* Read an optional number in [lo, hi]; writes 400 (type) or 422 (range). */
@@ -135,7 +107,7 @@ void h_memory_add(req_ctx *c)
         goto out;
     }
     c->resp->status = 201;
-    json_put_memory(&c->resp->body, m, false);
+    memory_json(&c->resp->body, m, false);
     strata_memory_free(m);
 out:
     json_decref(body);
@@ -246,7 +218,7 @@ void h_memory_search(req_ctx *c)
         if (i > 0) {
             sbuf_putc(b, ',');
         }
-        json_put_memory(b, &list->items[i], true);
+        memory_json(b, &list->items[i], true);
     }
     sbuf_puts(b, "]}");
     strata_memory_list_free(list);
@@ -266,7 +238,7 @@ void h_memory_get(req_ctx *c)
         respond_strata_error(c->resp, rc);
         return;
     }
-    json_put_memory(&c->resp->body, m, false);
+    memory_json(&c->resp->body, m, false);
     strata_memory_free(m);
 }
 

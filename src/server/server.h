@@ -29,6 +29,10 @@ typedef struct server_settings {
     char *embed_url_owned;
     char *embed_model_owned;
     char *embed_api_key_owned;
+    char *extractor_owned;
+    char *llm_url_owned;
+    char *llm_model_owned;
+    char *llm_api_key_owned;
 } server_settings;
 
 /* Fill s from defaults < config file (--config or STRATA_CONFIG) < environment
@@ -119,11 +123,14 @@ void h_node_delete(req_ctx *c);
 void h_edge_put(req_ctx *c);
 void h_edge_expire(req_ctx *c);
 void h_subgraph(req_ctx *c);
+void h_profile_get(req_ctx *c);
+void h_clarification_resolve(req_ctx *c);
+void h_distill(req_ctx *c);
+void h_context(req_ctx *c);
 void h_memory_add(req_ctx *c);
 void h_memory_search(req_ctx *c);
 void h_memory_get(req_ctx *c);
 void h_memory_delete(req_ctx *c);
-int json_put_memory(sbuf *b, const strata_memory *m, bool with_score);
 
 /* Append a session object (API.md shape) to b. */
 int json_put_session(sbuf *b, const strata_session *s);
