@@ -439,6 +439,17 @@ STRATA_API int strata_context(strata_db *db, const char *tenant, const char *ses
 STRATA_API int strata_restore(const char *src_dir, const char *dst_dir, int64_t at_s,
                               uint64_t *records_out);
 
+/* Progress of a long operation: done of total units. */
+typedef void (*strata_progress_fn)(void *ctx, uint64_t done, uint64_t total);
+
+/* Replay (brief §3.3): rebuild L1, L2 and L3 of src_dir from its snapshots
+ * and log into the new, empty dst_dir, ending in the same state as the live
+ * system. Raw interactions are replayed as logged (nothing is re-embedded or
+ * re-extracted), so the result equals the source. progress may be NULL. */
+STRATA_API int strata_rebuild(const char *src_dir, const char *dst_dir,
+                              strata_progress_fn progress, void *progress_ctx,
+                              uint64_t *records_out);
+
 /* Free memory returned by the library where no specific destructor exists. */
 STRATA_API void strata_free(void *ptr);
 

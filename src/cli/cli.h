@@ -32,5 +32,6 @@ int cli_cmd_node(cli *c, int argc, char **argv);
 int cli_cmd_edge(cli *c, int argc, char **argv);
 int cli_cmd_subgraph(cli *c, int argc, char **argv);
 int cli_cmd_graph(cli *c, int argc, char **argv);
+int cli_cmd_rebuild(int argc, char **argv);
 
 #endif /* STRATA_CLI_H */

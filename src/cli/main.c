@@ -43,6 +43,7 @@ static void usage(FILE *out)
             "           [--limit N] [--as-of TS] [--dot]   tree, --json, or Graphviz\n"
             "  graph restore --data-dir SRC --at TS <new-dir>\n"
             "                                           point-in-time restore (offline)\n"
+            "  rebuild [--data-dir SRC] <new-dir>       rebuild every tier from the log (offline)\n"
             "  kv put <l1|l2|l3> <key> <json>           store a JSON value\n"
             "  kv get <l1|l2|l3> <key>                  fetch a JSON value\n"
             "  kv delete <l1|l2|l3> <key>               remove a value\n\n"
@@ -444,6 +445,8 @@ int main(int argc, char **argv)
         rc = cli_cmd_subgraph(&c, argc, argv);
     } else if (strcmp(cmd, "graph") == 0) {
         rc = cli_cmd_graph(&c, argc, argv);
+    } else if (strcmp(cmd, "rebuild") == 0) {
+        rc = cli_cmd_rebuild(argc, argv);
     } else if (strcmp(cmd, "memory") == 0) {
         rc = cmd_memory(&c, argc, argv);
     } else if (strcmp(cmd, "kv") == 0 && need(argc, 4)) {

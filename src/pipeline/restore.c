@@ -67,6 +67,9 @@ typedef struct scan2 {
     uint64_t after;                  /* base snapshot LSN */
     uint64_t before;                 /* cut LSN (exclusive), 0: none */
     uint64_t applied;
+    uint64_t total;                  /* records to apply, for progress */
+    strata_progress_fn progress;
+    void *progress_ctx;
 } scan2;
 
 static int scan2_cb(void *ctx, const aol_record *rec)
@@ -79,6 +82,9 @@ static int scan2_cb(void *ctx, const aol_record *rec)
         return 1; /* stop: past the target time */
     }
     s->applied++;
+    if (s->progress != NULL && (s->applied % 10000 == 0 || s->applied == s->total)) {
+        s->progress(s->progress_ctx, s->applied, s->total);
+    }
     return db_append_raw(s->db, rec);
 }
 
@@ -169,7 +175,8 @@ static bool dir_is_empty_or_absent(const char *path)
     return empty;
 }
 
-int strata_restore(const char *src_dir, const char *dst_dir, int64_t at_s, uint64_t *records_out)
+static int restore_impl(const char *src_dir, const char *dst_dir, int64_t at_s,
+                        strata_progress_fn progress, void *progress_ctx, uint64_t *records_out)
 {
     if (records_out != NULL) {
         *records_out = 0;
@@ -242,7 +249,8 @@ int strata_restore(const char *src_dir, const char *dst_dir, int64_t at_s, uint6
     if (rc != STRATA_OK) {
         return rc;
     }
-    scan2 s2 = {db, base, s1.cut_lsn, 0};
+    uint64_t end = s1.cut_lsn ? s1.cut_lsn - 1 : s1.last_lsn;
+    scan2 s2 = {db, base, s1.cut_lsn, 0, end > base ? end - base : 0, progress, progress_ctx};
     rc = aol_scan_dir(log_dir, scan2_cb, &s2, NULL);
     if (rc == 1) {
         rc = STRATA_OK;
@@ -258,4 +266,17 @@ int strata_restore(const char *src_dir, const char *dst_dir, int64_t at_s, uint6
         *records_out = s2.applied;
     }
     return rc;
+}
+
+int strata_restore(const char *src_dir, const char *dst_dir, int64_t at_s, uint64_t *records_out)
+{
+    return restore_impl(src_dir, dst_dir, at_s, NULL, NULL, records_out);
+}
+
+int strata_rebuild(const char *src_dir, const char *dst_dir, strata_progress_fn progress,
+                   void *progress_ctx, uint64_t *records_out)
+{
+    /* Everything the log holds: a restore to the end of time. */
+    return restore_impl(src_dir, dst_dir, INT64_MAX / 1000 - 1, progress, progress_ctx,
+                        records_out);
 }
