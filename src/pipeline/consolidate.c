@@ -10,8 +10,8 @@
  *         add | reinforce | update (old value kept in history) | keep | clarify
  *       every decision is logged (AOL_PROFILE_SET / AOL_PROFILE_CLARIFY), and
  *       a change sets user:{id}:dirty
- *   --> the memory is queued for distillation (AOL_DISTILL_PENDING); an
- *       important one (importance >= distill_importance) queues a distill job
+ *   --> the memory is queued for distillation by its own AOL_MEM_ADD record;
+ *       an important one (importance >= distill_importance) queues a distill job
  *
  * Idempotence: a job that runs again after a crash finds its memories as
  * exact duplicates (skipped), its profile values equal (reinforce, a no-op)
@@ -225,32 +225,6 @@ static int merge_candidate(strata_db *db, const char *tenant, const char *user,
     return rc;
 }
 
-static int queue_distill_entry(strata_db *db, const char *tenant, const char *user,
-                               const char *mem_id, const extract_candidate *c,
-                               const char *content, const char *entity, int64_t ts)
-{
-    uint64_t id;
-    if (l2_id_parse(mem_id, &id) != STRATA_OK) {
-        return STRATA_OK;
-    }
-    sbuf payload;
-    sbuf_init(&payload, AOL_MAX_PAYLOAD);
-    int rc = wire_put_str(&payload, user);
-    rc = rc ? rc : wire_put_u64(&payload, id);
-    rc = rc ? rc : wire_put_str(&payload, entity ? entity : "");
-    rc = rc ? rc : wire_put_str(&payload, c->entity_kind ? c->entity_kind : "");
-    rc = rc ? rc : wire_put_u32(&payload, (uint32_t)(c->polarity + 1));
-    rc = rc ? rc : wire_put_str(&payload, c->attribute ? c->attribute : "");
-    rc = rc ? rc : wire_put_str(&payload, c->value ? c->value : "");
-    rc = rc ? rc : wire_put_str(&payload, content);
-    rc = rc ? rc : wire_put_f64(&payload, c->confidence);
-    rc = rc ? rc : wire_put_f64(&payload, c->importance);
-    rc = rc ? rc : wire_put_i64(&payload, ts);
-    rc = rc ? rc : db_log(db, AOL_DISTILL_PENDING, tenant, &payload, NULL);
-    sbuf_free(&payload);
-    return rc;
-}
-
 /* ---- the job ----------------------------------------------------------------- */
 
 int consolidate_job(void *ctx, const job_view *v, char *errbuf, size_t errcap)
@@ -301,18 +275,25 @@ int consolidate_job(void *ctx, const job_view *v, char *errbuf, size_t errcap)
             const char *prov[1] = {source};
             strata_memory *m = NULL;
             float imp = isfinite(c->importance) ? fminf(fmaxf(c->importance, 0), 1) : 0.5f;
-            rc = strata_memory_add(db, v->tenant, v->user_id, c->type, content, strlen(content),
-                                   imp, prov, 1, &m);
+            bool distillable = (entity && entity[0]) || (c->attribute && c->attribute[0]);
+            distill_entry de = {0,
+                                entity ? entity : (char *)"",
+                                c->entity_kind ? c->entity_kind : (char *)"",
+                                c->polarity,
+                                c->attribute ? c->attribute : (char *)"",
+                                value ? value : (char *)"",
+                                NULL,
+                                c->confidence,
+                                imp,
+                                ts};
+            rc = db_memory_add(db, v->tenant, v->user_id, c->type, content, strlen(content), imp,
+                               prov, 1, distillable ? &de : NULL, &m);
             if (rc == STRATA_OK) {
                 memcpy(mem_id, m->id, sizeof(mem_id));
                 atomic_fetch_add(&db->memories_consolidated, 1);
                 important = important || imp >= distill_at;
             }
             strata_memory_free(m);
-            if (rc == STRATA_OK && ((entity && entity[0]) || (c->attribute && c->attribute[0]))) {
-                rc = queue_distill_entry(db, v->tenant, v->user_id, mem_id, c, content, entity,
-                                         ts);
-            }
         }
         if (rc == STRATA_OK && c->attribute && c->attribute[0] && value && value[0]) {
             char key[192];

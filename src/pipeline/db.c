@@ -170,7 +170,7 @@ static const apply_mask APPLY_ALL = {true, true, true, true, true, true};
 
 /* Decode and apply an AOL_MEM_ADD payload. */
 static int db_apply_mem_add(strata_db *db, const aol_record *rec, const char *tenant,
-                            wire_reader *r)
+                            wire_reader *r, bool mask_profile)
 {
     char *user = wire_get_strdup(r);
     uint8_t type = wire_get_u8(r);
@@ -195,6 +195,18 @@ static int db_apply_mem_add(strata_db *db, const aol_record *rec, const char *te
     uint32_t dim = wire_get_u32(r);
     size_t vlen;
     const char *vbytes = wire_get_bytes(r, &vlen);
+    distill_entry de;
+    memset(&de, 0, sizeof(de));
+    bool has_distill = false;
+    if (rc == STRATA_OK && !r->err && r->off < r->len) {
+        has_distill = wire_get_u8(r) == 1;
+        de.entity = wire_get_strdup(r);
+        de.kind = wire_get_strdup(r);
+        de.polarity = (int)wire_get_u32(r) - 1;
+        de.attribute = wire_get_strdup(r);
+        de.value = wire_get_strdup(r);
+        de.confidence = wire_get_f64(r);
+    }
     if (rc == STRATA_OK && (!wire_done(r) || user == NULL || type > STRATA_MEM_EXPERIENCE ||
                             vlen != (size_t)dim * 4)) {
         rc = STRATA_ECORRUPT;
@@ -224,6 +236,15 @@ static int db_apply_mem_add(strata_db *db, const aol_record *rec, const char *te
                            (float)importance, ts, vec, (const char *const *)prov, n_prov};
         rc = db->l2->ops->add(db->l2, &in);
     }
+    if (rc == STRATA_OK && has_distill && mask_profile) {
+        de.memory_id = rec->lsn;
+        de.content = strata_strndup(content, clen);
+        de.importance = importance;
+        de.ts = ts;
+        rc = de.content ? profile_apply_pending_add(db->profile, tenant, user, &de)
+                        : STRATA_ENOMEM;
+    }
+    distill_entry_clear(&de);
     strata_free(vec);
     for (uint32_t i = 0; i < got; i++) {
         strata_free(prov[i]);
@@ -419,7 +440,7 @@ static int db_apply(strata_db *db, const aol_record *rec, apply_mask mask)
         break;
     case AOL_MEM_ADD:
         if (mask.l2) {
-            rc = db_apply_mem_add(db, rec, tenant, &r);
+            rc = db_apply_mem_add(db, rec, tenant, &r, mask.profile);
         }
         break;
     case AOL_MEM_DELETE: {

@@ -197,18 +197,10 @@ static int distill_entry_ops(strata_db *db, ops_buf *o, const char *tenant, cons
     const char *kind = e->kind;
     const char *attr = e->attribute;
     if (strcmp(attr, "employer") == 0 || strcmp(attr, "location") == 0) {
-        pipeline_slug(e->value, slug, sizeof(slug));
-        if (slug[0] == '\0') {
-            return STRATA_OK;
-        }
-        bool employer = attr[0] == 'e';
-        snprintf(node, sizeof(node), "%s:%s", employer ? "organization" : "place", slug);
-        rc = op_node(o, node, employer ? "Organization" : "Place",
-                     json_pack("{s:s}", "name", e->value));
-        const char *type = employer ? "WORKS_AT" : "LIVES_IN";
-        rc = rc ? rc : expire_others(db, o, tenant, user_node, type, node);
-        rc = rc ? rc : op_edge(o, user_node, node, type, json_pack("{s:I}", "since", (json_int_t)e->ts));
-        return rc;
+        /* Facts with a single current value are drawn from the profile (the
+         * delta-merged truth, see sync_profile), not from each memory: a
+         * value under clarification must not move an edge. */
+        return STRATA_OK;
     }
     if (slug[0] == '\0') {
         return STRATA_OK;
@@ -261,7 +253,27 @@ static int log_apply(strata_db *db, const char *tenant, const char *user, uint64
     return rc;
 }
 
-/* Sync the profile's dirty single-valued attributes onto the user node. */
+/* (User)-[type]->(<kind>:<slug of value>), expiring the previous target. */
+static int fact_edge(strata_db *db, ops_buf *o, const char *tenant, const char *user_node,
+                     const char *attr, const char *value, int64_t ts)
+{
+    bool employer = strcmp(attr, "employer") == 0;
+    char slug[128];
+    char node[160];
+    pipeline_slug(value, slug, sizeof(slug));
+    if (slug[0] == '\0') {
+        return STRATA_OK;
+    }
+    snprintf(node, sizeof(node), "%s:%s", employer ? "organization" : "place", slug);
+    const char *type = employer ? "WORKS_AT" : "LIVES_IN";
+    int rc = op_node(o, node, employer ? "Organization" : "Place", json_pack("{s:s}", "name", value));
+    rc = rc ? rc : expire_others(db, o, tenant, user_node, type, node);
+    rc = rc ? rc : op_edge(o, user_node, node, type, json_pack("{s:I}", "since", (json_int_t)ts));
+    return rc;
+}
+
+/* Sync the profile's dirty single-valued attributes onto the user node (and
+ * the employer / location edges). */
 static int sync_profile(strata_db *db, ops_buf *o, const char *tenant, const char *user,
                         const char *user_node)
 {
@@ -281,10 +293,17 @@ static int sync_profile(strata_db *db, ops_buf *o, const char *tenant, const cha
     for (size_t i = 0; i < dirty->n; i++) {
         json_t *a = json_object_get(attrs, dirty->items[i]);
         if (a != NULL && strchr(dirty->items[i], ':') == NULL) {
-            json_object_set(props, dirty->items[i], json_object_get(a, "value"));
+            json_t *value = json_object_get(a, "value");
+            json_object_set(props, dirty->items[i], value);
+            if (rc == STRATA_OK && (strcmp(dirty->items[i], "employer") == 0 ||
+                                    strcmp(dirty->items[i], "location") == 0)) {
+                rc = fact_edge(db, o, tenant, user_node, dirty->items[i],
+                               json_string_value(value),
+                               (int64_t)json_integer_value(json_object_get(a, "valid_from")));
+            }
         }
     }
-    rc = op_node(o, user_node, "User", props);
+    rc = rc ? rc : op_node(o, user_node, "User", props);
     rc = rc ? rc : wire_put_u8(&o->b, 4); /* clear the dirty set */
     o->n++;
     json_decref(prof);

@@ -72,6 +72,7 @@ struct jobs {
     bool stopping;
     job_finish_fn finish;
     void *finish_ctx;
+    job *active[64];             /* jobs being run, one slot per worker */
     uint64_t n_queued;
     uint64_t n_running;
     uint64_t n_done;
@@ -515,13 +516,35 @@ static bool job_error_retryable(int rc)
     return rc == STRATA_EBUSY || rc == STRATA_ETIMEDOUT || rc == STRATA_EIO;
 }
 
-/* Caller holds js->lock. Pop the first job whose backoff has passed; sets
- * *wait_ms to the shortest remaining backoff when none is ready. */
+/* Caller holds js->lock. Is a job of the same tenant and user running? The
+ * jobs of one user run one at a time, in LSN order, so the profile's
+ * delta-merge sees their statements in the order the user made them. */
+static bool jobs_user_busy(const jobs *js, const job *j)
+{
+    if (j->user_id[0] == '\0') {
+        return false;
+    }
+    for (size_t i = 0; i < STRATA_ARRAY_LEN(js->active); i++) {
+        const job *r = js->active[i];
+        if (r != NULL && r != j && strcmp(r->user_id, j->user_id) == 0 &&
+            strcmp(r->tenant, j->tenant) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Caller holds js->lock. Pop the first job whose backoff has passed and
+ * whose user has no job running; sets *wait_ms to the shortest remaining
+ * backoff when none is ready. */
 static job *jobs_pop_ready(jobs *js, int64_t now_ms, int64_t *wait_ms)
 {
     *wait_ms = -1;
     job *prev = NULL;
     for (job *j = js->q_head; j != NULL; prev = j, j = j->next) {
+        if (j->not_before_ms <= now_ms && js->n_running > 0 && jobs_user_busy(js, j)) {
+            continue;
+        }
         if (j->not_before_ms <= now_ms) {
             if (prev != NULL) {
                 prev->next = j->next;
@@ -543,9 +566,17 @@ static job *jobs_pop_ready(jobs *js, int64_t now_ms, int64_t *wait_ms)
     return NULL;
 }
 
+typedef struct worker_arg {
+    jobs *js;
+    unsigned slot;               /* this worker's index in js->active */
+} worker_arg;
+
 static void *jobs_worker_main(void *arg)
 {
-    jobs *js = arg;
+    worker_arg *wa = arg;
+    jobs *js = wa->js;
+    unsigned slot = wa->slot;
+    strata_free(wa);
     pthread_mutex_lock(&js->lock);
     while (!js->stopping) {
         int64_t wait_ms;
@@ -569,6 +600,7 @@ static void *jobs_worker_main(void *arg)
         j->status = STRATA_JOB_RUNNING;
         j->attempts++;
         js->n_running++;
+        js->active[slot] = j;
         job_handler h = {{0}, NULL, NULL};
         for (size_t i = 0; i < js->n_handlers; i++) {
             if (strcmp(js->handlers[i].kind, j->kind) == 0) {
@@ -591,6 +623,8 @@ static void *jobs_worker_main(void *arg)
         }
 
         pthread_mutex_lock(&js->lock);
+        js->active[slot] = NULL;
+        pthread_cond_broadcast(&js->cond); /* a job of the same user may run now */
         if (rc != STRATA_OK && job_error_retryable(rc) && j->attempts < JOBS_MAX_ATTEMPTS &&
             !js->stopping) {
             js->n_running--;
@@ -637,6 +671,9 @@ int jobs_start(jobs *js, unsigned n_workers, job_finish_fn finish, void *finish_
     if (n_workers == 0) {
         return STRATA_OK;
     }
+    if (n_workers > STRATA_ARRAY_LEN(js->active)) {
+        n_workers = STRATA_ARRAY_LEN(js->active);
+    }
     js->workers = strata_calloc(n_workers, sizeof(pthread_t));
     if (js->workers == NULL) {
         return STRATA_ENOMEM;
@@ -645,7 +682,13 @@ int jobs_start(jobs *js, unsigned n_workers, job_finish_fn finish, void *finish_
     js->finish_ctx = finish_ctx;
     js->stopping = false;
     for (unsigned i = 0; i < n_workers; i++) {
-        if (pthread_create(&js->workers[i], NULL, jobs_worker_main, js) != 0) {
+        worker_arg *wa = strata_malloc(sizeof(*wa));
+        if (wa != NULL) {
+            wa->js = js;
+            wa->slot = i;
+        }
+        if (wa == NULL || pthread_create(&js->workers[i], NULL, jobs_worker_main, wa) != 0) {
+            strata_free(wa);
             jobs_stop(js);
             return strata_error(STRATA_EIO, "cannot start job worker threads");
         }

@@ -40,6 +40,15 @@ int strata_memory_add(strata_db *db, const char *tenant, const char *user_id,
                       float importance, const char *const *provenance, size_t n_provenance,
                       strata_memory **out)
 {
+    return db_memory_add(db, tenant, user_id, type, content, content_len, importance,
+                         provenance, n_provenance, NULL, out);
+}
+
+int db_memory_add(strata_db *db, const char *tenant, const char *user_id,
+                  strata_memory_type type, const char *content, size_t content_len,
+                  float importance, const char *const *provenance, size_t n_provenance,
+                  const distill_entry *distill, strata_memory **out)
+{
     if (out != NULL) {
         *out = NULL;
     }
@@ -99,6 +108,17 @@ int strata_memory_add(strata_db *db, const char *tenant, const char *user_id,
         rc = sbuf_append(&payload, le, 4);
     }
     strata_free(vec);
+    if (rc == STRATA_OK && distill != NULL) {
+        /* Optional trailer: the memory is queued for distillation by the same
+         * record that stores it, so neither can happen without the other. */
+        rc = wire_put_u8(&payload, 1);
+        rc = rc ? rc : wire_put_str(&payload, distill->entity);
+        rc = rc ? rc : wire_put_str(&payload, distill->kind);
+        rc = rc ? rc : wire_put_u32(&payload, (uint32_t)(distill->polarity + 1));
+        rc = rc ? rc : wire_put_str(&payload, distill->attribute);
+        rc = rc ? rc : wire_put_str(&payload, distill->value);
+        rc = rc ? rc : wire_put_f64(&payload, distill->confidence);
+    }
     uint64_t lsn = 0;
     if (rc == STRATA_OK) {
         rc = db_write(db, AOL_MEM_ADD, tenant, &payload, NULL, NULL, &lsn);

@@ -173,6 +173,13 @@ int distill_job(void *ctx, const job_view *view, char *errbuf, size_t errcap);
 /* Queue a distill job for one user ("" = every user with pending memories). */
 int db_enqueue_job(strata_db *db, const char *tenant, const char *kind, const char *user,
                    char job_id[STRATA_JOB_ID_LEN]);
+/* strata_memory_add, optionally queueing the memory for distillation in the
+ * same log record (distill may be NULL; its memory_id, content, importance
+ * and ts are taken from the memory itself). */
+int db_memory_add(strata_db *db, const char *tenant, const char *user_id,
+                  strata_memory_type type, const char *content, size_t content_len,
+                  float importance, const char *const *provenance, size_t n_provenance,
+                  const distill_entry *distill, strata_memory **out);
 /* A memory as API.md's JSON object (recall.c). */
 int memory_json(sbuf *b, const strata_memory *m, bool with_score);
 /* lower case, words joined by '-' (node id slugs). */

@@ -25,8 +25,8 @@
  * (a new value contradicts the old one: delta-merge updates and keeps the old
  * one's validity interval); multi-valued ones accumulate, keyed by value
  * (extract_attribute_multi() tells them apart):
- *   single: name, role, employer, location, origin, age, diet, budget,
- *           marital_status, favorite_<category> (e.g. favorite_food)
+ *   single: name, role, employer, school, location, origin, age, diet,
+ *           budget, marital_status, favorite_<category> (e.g. favorite_food)
  *   multi:  likes, dislikes, allergy, intolerance, condition, avoids,
  *           language, uses, owns
  * Constraints (allergy, intolerance, condition, avoids, budget, diet) are
@@ -52,8 +52,9 @@
 typedef struct extract_candidate {
     strata_memory_type type;   /* STRATA_MEM_PREFERENCE | STRATA_MEM_FACT | STRATA_MEM_EXPERIENCE */
     char *content;             /* restated in the third person: "User prefers concise answers" */
-    char *attribute;           /* profile attribute key or NULL: role, employer, location, name, diet,
-                                  allergy, budget, age, language, likes, dislikes ... (lower case) */
+    char *attribute;           /* profile attribute key or NULL: role, employer, location, name,
+                                  diet, allergy, budget, age, language, likes, dislikes ...
+                                  (lower case) */
     char *value;               /* the attribute's value ("team lead", "Acme Corp") or NULL */
     char *entity;              /* for the knowledge graph: the thing talked about, lower case
                                   ("hiking", "peanuts", "kindle"), or NULL */
@@ -136,10 +137,11 @@ int extractor_llm_create(const llm_http_options *opts, extractor **out);
  * "type", "content", "confidence", "importance" and "source" are required;
  * the others may be absent or null (polarity then 0). source is the 1-based
  * turn number of the prompt, 1..n_turns; the result holds source - 1.
- * Normalisation, the only changes made: attribute is lower-cased with ' '
- * and '-' as '_'; entity and entity_kind are ASCII-lower-cased; an empty
- * attribute, value or entity string means null; and a value without an
- * attribute (or the reverse) drops both. Unknown keys are ignored.
+ * Normalisation, the only changes made: strings are trimmed of whitespace
+ * and an empty one means null; type and entity_kind match case-insensitively;
+ * attribute is lower-cased with ' ' and '-' as '_'; entity is ASCII-lower-
+ * cased; a value without an attribute (or the reverse) drops both; an
+ * entity_kind without an entity is dropped. Unknown keys are ignored.
  * Anything else wrong - not JSON, no "memories" array, more than
  * EXTRACT_LLM_ITEMS_MAX items, a field of the wrong type or out of range,
  * empty content or content over EXTRACT_CONTENT_MAX bytes - rejects the

@@ -406,7 +406,7 @@ TEST(bad_arguments)
 {
     char *dir = test_tmpdir();
     aol *log = NULL;
-    aol_options o = {dir, (strata_fsync_policy)9, 0};
+    aol_options o = {dir, (strata_fsync_policy)9, 0, 0};
     ASSERT_EQ(aol_open(&o, &log, NULL), STRATA_EINVAL);
     ASSERT_TRUE(log == NULL);
     ASSERT_OK(log_open(dir, STRATA_FSYNC_NO, 0, &log, NULL));
