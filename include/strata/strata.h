@@ -85,6 +85,12 @@ typedef struct strata_config {
     uint32_t snapshot_every_s;       /* periodic snapshot interval, default 300 s; 0 = off */
     uint32_t max_content_bytes;      /* max size of one turn's content, default 64 KiB */
     uint32_t job_workers;            /* background job threads, default 2 */
+    /* L1 backend */
+    const char *l1_backend;          /* "embedded" (default) or "redis" */
+    const char *redis_addrs;         /* comma-separated host:port seeds */
+    const char *redis_password;      /* may be NULL */
+    int redis_cluster;               /* 1: Redis Cluster (slot routing, failover) */
+    int redis_wait;                  /* > 0: WAIT for this many replicas after each write */
     /* L2 */
     const char *embedder;            /* "hash" (built-in, default) or "http" */
     uint32_t embed_dim;              /* hash: default 384; http: 0 = learn from the server */

@@ -256,7 +256,8 @@ void graph_subgraph_free(graph_subgraph_result *r);  /* accepts NULL */
 
 /* Append r as {"nodes":[{"id","label","properties"}],"edges":[{"from","to",
  * "type","properties","valid_from","valid_to","created_at","expired_at"}],
- * "truncated":bool}. Needs no lock. STRATA_ENOMEM / STRATA_ETOOBIG from out. */
+ * "truncated":bool}, the four times in Unix seconds (the API's unit; the store
+ * keeps milliseconds). Needs no lock. STRATA_ENOMEM / STRATA_ETOOBIG from out. */
 int graph_subgraph_to_json(const graph_subgraph_result *r, sbuf *out);
 
 /* ---- statistics and checks ----------------------------------------------- */

@@ -103,9 +103,10 @@ void pipeline_slug(const char *s, char *out, size_t cap)
 }
 
 /* The profile key of a candidate: single-valued attributes keep their name;
- * likes/dislikes and allergies are sets, keyed per item so that "I love
- * hiking" and "I love cooking" do not contradict each other, while "I hate
- * hiking" does contradict "I love hiking". */
+ * set-valued ones (likes, dislikes, allergies, languages... see
+ * extract_attribute_multi) are keyed per item, so that "I love hiking" and
+ * "I love cooking" do not contradict each other, while "I hate hiking" does
+ * contradict "I love hiking" (both are preference:hiking). */
 static void profile_key(const extract_candidate *c, char *key, size_t cap, const char **value)
 {
     char slug[96];
@@ -115,8 +116,8 @@ static void profile_key(const extract_candidate *c, char *key, size_t cap, const
         slug[0]) {
         snprintf(key, cap, "preference:%s", slug);
         *value = c->attribute;
-    } else if (strcmp(c->attribute, "allergy") == 0 && slug[0]) {
-        snprintf(key, cap, "allergy:%s", slug);
+    } else if (extract_attribute_multi(c->attribute) && slug[0]) {
+        snprintf(key, cap, "%s:%s", c->attribute, slug);
         *value = "yes";
     } else {
         snprintf(key, cap, "%s", c->attribute);

@@ -41,6 +41,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "l1/l1_redis.h"
 #include "pipeline/pipeline.h"
 #include "providers/embed.h"
 #include "providers/llm_http.h"
@@ -970,7 +971,7 @@ int strata_db_snapshot(strata_db *db)
     aol_stats st;
     aol_stats_get(db->log, &st);
     uint64_t lsn = st.last_lsn;
-    int rc = db->l1->ops->snapshot_write(db->l1, &img_l1);
+    int rc = db->l1_external ? STRATA_OK : db->l1->ops->snapshot_write(db->l1, &img_l1);
     rc = rc ? rc : kv_snapshot_write(db->kv, &img_kv);
     rc = rc ? rc : jobs_snapshot_write(db->jobs, &img_jobs);
     rc = rc ? rc : db->l2->ops->snapshot_write(db->l2, &img_l2);
@@ -982,7 +983,9 @@ int strata_db_snapshot(strata_db *db)
      * exists; otherwise a crash could leave a snapshot ahead of the log and
      * new records would reuse its LSNs. */
     rc = rc ? rc : aol_sync(db->log);
-    rc = rc ? rc : db_snapshot_one(db, "l1", &img_l1, lsn);
+    if (!db->l1_external) {
+        rc = rc ? rc : db_snapshot_one(db, "l1", &img_l1, lsn);
+    }
     rc = rc ? rc : db_snapshot_one(db, "kv", &img_kv, lsn);
     rc = rc ? rc : db_snapshot_one(db, "jobs", &img_jobs, lsn);
     rc = rc ? rc : db_snapshot_one(db, "l2", &img_l2, lsn);
@@ -1149,6 +1152,45 @@ static char *db_path_join(const char *a, const char *b)
     return p;
 }
 
+/* The L1 backend: in-process, or Redis (standalone or Cluster). */
+static int db_l1_open(strata_db *db, const strata_config *cfg)
+{
+    const char *kind = cfg->l1_backend ? cfg->l1_backend : "embedded";
+    if (strcmp(kind, "embedded") == 0) {
+        l1_mem_options o = {cfg->buffer_turns};
+        return l1_mem_open(&o, &db->l1);
+    }
+    if (strcmp(kind, "redis") != 0) {
+        return strata_error(STRATA_EINVAL, "l1 backend must be embedded or redis");
+    }
+    if (cfg->redis_addrs == NULL || cfg->redis_addrs[0] == '\0') {
+        return strata_error(STRATA_EINVAL, "the redis backend needs redis_addrs");
+    }
+    char *copy = strata_strdup(cfg->redis_addrs);
+    const char *addrs[64];
+    size_t n = 0;
+    char *save = NULL;
+    for (char *t = copy ? strtok_r(copy, ",", &save) : NULL; t != NULL && n < 64;
+         t = strtok_r(NULL, ",", &save)) {
+        addrs[n++] = t;
+    }
+    l1_redis_options o;
+    l1_redis_options_init(&o);
+    o.addresses = addrs;
+    o.n_addresses = n;
+    o.password = cfg->redis_password;
+    o.cluster = cfg->redis_cluster != 0;
+    o.wait_replicas = cfg->redis_wait;
+    o.buffer_max = cfg->buffer_turns;
+    o.pool_size = 8;
+    int rc = copy ? l1_redis_open(&o, &db->l1) : STRATA_ENOMEM;
+    strata_free(copy);
+    /* Redis keeps L1 itself (AOF): replaying L1 records into it again would
+     * append every turn twice, and it has no snapshot of ours. */
+    db->l1_external = rc == STRATA_OK;
+    return rc;
+}
+
 typedef int (*snap_load_fn)(void *tier, const void *data, size_t len);
 
 /* Load a tier's newest snapshot; returns its LSN through lsn_out (0 if none). */
@@ -1283,7 +1325,7 @@ static int db_replay_cb(void *ctx, const aol_record *rec)
 {
     replay_ctx *rc_ctx = ctx;
     strata_db *db = rc_ctx->db;
-    apply_mask mask = {rec->lsn > db->snap_lsn_l1, rec->lsn > db->snap_lsn_kv,
+    apply_mask mask = {!db->l1_external && rec->lsn > db->snap_lsn_l1, rec->lsn > db->snap_lsn_kv,
                        rec->lsn > db->snap_lsn_jobs, rec->lsn > db->snap_lsn_l2,
                        rec->lsn > db->snap_lsn_l3, rec->lsn > db->snap_lsn_profile};
     int rc = db_apply(db, rec, mask);
@@ -1379,8 +1421,7 @@ int strata_db_open(const strata_config *cfg, strata_db **out, strata_recovery_in
     if (rc != STRATA_OK) {
         goto fail;
     }
-    l1_mem_options l1opts = {cfg->buffer_turns};
-    rc = l1_mem_open(&l1opts, &db->l1);
+    rc = db_l1_open(db, cfg);
     if (rc != STRATA_OK) {
         goto fail;
     }
@@ -1420,7 +1461,9 @@ int strata_db_open(const strata_config *cfg, strata_db **out, strata_recovery_in
         rc = STRATA_ENOMEM;
         goto fail;
     }
-    rc = db_load_snapshot(db, "l1", db->l1, db_l1_snapshot_load, &db->snap_lsn_l1);
+    rc = db->l1_external
+             ? STRATA_OK
+             : db_load_snapshot(db, "l1", db->l1, db_l1_snapshot_load, &db->snap_lsn_l1);
     rc = rc ? rc : db_load_snapshot(db, "kv", db->kv, db_kv_snapshot_load, &db->snap_lsn_kv);
     rc = rc ? rc
             : db_load_snapshot(db, "jobs", db->jobs, db_jobs_snapshot_load, &db->snap_lsn_jobs);
@@ -1439,7 +1482,8 @@ int strata_db_open(const strata_config *cfg, strata_db **out, strata_recovery_in
     if (rc != STRATA_OK) {
         goto fail;
     }
-    uint64_t from = STRATA_MIN(STRATA_MIN(db->snap_lsn_l1, db->snap_lsn_l2),
+    uint64_t l1_from = db->l1_external ? UINT64_MAX : db->snap_lsn_l1;
+    uint64_t from = STRATA_MIN(STRATA_MIN(l1_from, db->snap_lsn_l2),
                                STRATA_MIN(STRATA_MIN(db->snap_lsn_kv, db->snap_lsn_jobs),
                                           STRATA_MIN(db->snap_lsn_l3, db->snap_lsn_profile)));
     replay_ctx rctx = {db, 0};

@@ -118,6 +118,7 @@ struct strata_db {
     char *snap_dir;
     aol *log;
     l1_store *l1;
+    bool l1_external;                /* L1 persists itself (Redis): no L1 replay or snapshot */
     l2_store *l2;
     l3_store *l3;
     profile_store *profile;

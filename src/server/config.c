@@ -45,6 +45,14 @@ static const opt_def OPTS[] = {
     {"max-content-bytes", OPT_U32, OFF(db.max_content_bytes), "65536",
      "largest accepted turn content"},
     {"job-workers", OPT_U32, OFF(db.job_workers), "2", "background job threads"},
+    {"l1", OPT_STR, OFF(l1_backend_owned), "embedded",
+     "L1 backend: embedded (in-process) or redis"},
+    {"redis-addr", OPT_STR, OFF(redis_addrs_owned), "(none)",
+     "redis: comma-separated host:port seeds"},
+    {"redis-password", OPT_STR, OFF(redis_password_owned), "(none)", "redis: AUTH password"},
+    {"redis-cluster", OPT_INT, OFF(db.redis_cluster), "0", "redis: 1 for Redis Cluster"},
+    {"redis-wait", OPT_INT, OFF(db.redis_wait), "0",
+     "redis: WAIT for this many replicas after each write (CP for L1)"},
     {"embedder", OPT_STR, OFF(embedder_owned), "hash",
      "L2 embedder: hash (built-in, offline) or http (OpenAI-compatible server)"},
     {"embed-dim", OPT_U32, OFF(db.embed_dim), "384 (hash) / learned (http)",
@@ -358,6 +366,9 @@ int settings_load(server_settings *s, int argc, char **argv, char *err, size_t e
     s->db.embed_model = s->embed_model_owned;
     s->db.embed_api_key = s->embed_api_key_owned;
     s->db.extractor = s->extractor_owned;
+    s->db.l1_backend = s->l1_backend_owned;
+    s->db.redis_addrs = s->redis_addrs_owned;
+    s->db.redis_password = s->redis_password_owned;
     s->db.llm_url = s->llm_url_owned;
     s->db.llm_model = s->llm_model_owned;
     s->db.llm_api_key = s->llm_api_key_owned;
@@ -383,6 +394,9 @@ void settings_free(server_settings *s)
     strata_free(s->embed_model_owned);
     strata_free(s->embed_api_key_owned);
     strata_free(s->extractor_owned);
+    strata_free(s->l1_backend_owned);
+    strata_free(s->redis_addrs_owned);
+    strata_free(s->redis_password_owned);
     strata_free(s->llm_url_owned);
     strata_free(s->llm_model_owned);
     strata_free(s->llm_api_key_owned);

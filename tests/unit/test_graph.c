@@ -818,7 +818,7 @@ TEST(subgraph_json)
     ASSERT_OK(graph_create(&g));
     ASSERT_OK(put_node(g, "t", "user:1", "User", "{\"name\":\"A \\\"q\\\"\",\"age\":30}", 1));
     ASSERT_OK(put_node(g, "t", "topic:x", "Topic", NULL, 1));
-    ASSERT_OK(put_edge(g, "t", "user:1", "topic:x", "INTERESTED_IN", "{\"weight\":0.9}", 7));
+    ASSERT_OK(put_edge(g, "t", "user:1", "topic:x", "INTERESTED_IN", "{\"weight\":0.9}", 7000));
     graph_subgraph_result *r;
     ASSERT_OK(query(g, "t", "user:1", 1, GRAPH_DIR_BOTH, 0, 0, &r));
     sbuf b;
