@@ -218,9 +218,6 @@ static int merge_candidate(strata_db *db, const char *tenant, const char *user,
         rc = rc ? rc : wire_put_u32(&payload, 1);
         rc = rc ? rc : wire_put_str(&payload, source);
         rc = rc ? rc : db_log(db, AOL_PROFILE_SET, tenant, &payload, NULL);
-        if (rc == STRATA_OK && d != MERGE_REINFORCE) {
-            rc = strata_dirty_add(db, tenant, user, key);
-        }
     }
     sbuf_free(&payload);
     return rc;

@@ -5,7 +5,8 @@
  *
  *   AOL_JOB_ENQUEUE      str kind | str session | str user     (job id from the LSN)
  *   AOL_PROFILE_SET      str user | str attribute | str value | f64 confidence |
- *                        u32 n_src | n_src x str               (time: the record's)
+ *                        u32 n_src | n_src x str               (time: the record's);
+ *                        a change also adds the attribute to user:{id}:dirty
  *   AOL_PROFILE_CLARIFY  str user | str attribute | str new value | f64 confidence
  *                        (clarification id: the record's LSN)
  *   AOL_PROFILE_RESOLVE  str user | u64 clarification id | str chosen value
@@ -122,9 +123,15 @@ int db_apply_pipeline(strata_db *db, const aol_record *rec, const char *tenant, 
         if (rc == STRATA_OK && (!wire_done(r) || user == NULL || a == NULL || b == NULL)) {
             rc = STRATA_ECORRUPT;
         }
+        bool changed = false;
         if (rc == STRATA_OK) {
             rc = profile_apply_set(db->profile, tenant, user, a, b, conf, rec->ts_ms / 1000,
-                                   (const char *const *)src, n_src);
+                                   (const char *const *)src, n_src, &changed);
+        }
+        /* A change marks user:{id}:dirty in the same record, so a crash
+         * cannot leave a changed profile that is never synced to L3. */
+        if (rc == STRATA_OK && changed) {
+            rc = db->l1->ops->dirty_add(db->l1, tenant, user, a);
         }
         for (uint32_t i = 0; i < got; i++) {
             strata_free(src[i]);

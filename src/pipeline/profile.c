@@ -321,10 +321,11 @@ static int attr_push_history(attr *a, int64_t ts)
 
 int profile_apply_set(profile_store *ps, const char *tenant, const char *user,
                       const char *attribute, const char *value, double confidence, int64_t ts,
-                      const char *const *sources, uint32_t n_sources)
+                      const char *const *sources, uint32_t n_sources, bool *changed)
 {
     pthread_rwlock_wrlock(&ps->lock);
     int rc = STRATA_OK;
+    *changed = false;
     user_profile *u = user_find(ps, tenant, user, true);
     if (u == NULL) {
         rc = STRATA_ENOMEM;
@@ -365,6 +366,7 @@ int profile_apply_set(profile_store *ps, const char *tenant, const char *user,
                 a->n_sources = n_srcs;
                 srcs = NULL;
                 n_srcs = 0;
+                *changed = true;
             }
         }
     } else if (profile_same_value(a->value, value)) {
@@ -388,6 +390,7 @@ int profile_apply_set(profile_store *ps, const char *tenant, const char *user,
             a->n_sources = n_srcs;
             srcs = NULL;
             n_srcs = 0;
+            *changed = true;
         }
     }
     strata_free(v);

@@ -54,9 +54,10 @@ bool profile_has_open_clarification(profile_store *ps, const char *tenant, const
                                     const char *attribute, const char *value);
 
 /* Apply logged decisions (write lock; caller holds the db write lock). */
+/* *changed: the value was added or replaced (not a reinforcement). */
 int profile_apply_set(profile_store *ps, const char *tenant, const char *user,
                       const char *attribute, const char *value, double confidence, int64_t ts,
-                      const char *const *sources, uint32_t n_sources);
+                      const char *const *sources, uint32_t n_sources, bool *changed);
 int profile_apply_clarify(profile_store *ps, const char *tenant, const char *user, uint64_t id,
                           const char *attribute, const char *new_value, double confidence,
                           int64_t ts);

@@ -150,9 +150,6 @@ int strata_clarification_resolve(strata_db *db, const char *tenant, const char *
     const char *chosen = given ? given : (choose && strcmp(choose, "new") == 0 ? new_v : old_v);
     if (rc == STRATA_OK && chosen[0] != '\0') {
         rc = log_confirmed(db, tenant, user_id, attr, chosen);
-        if (rc == STRATA_OK) {
-            rc = strata_dirty_add(db, tenant, user_id, attr);
-        }
     }
     if (rc == STRATA_OK) {
         sbuf p;

@@ -823,11 +823,9 @@ TEST(alloc_failures)
 
 typedef struct conc_state {
     hnsw *idx;
-    const float *data;
     const float *queries;
     uint32_t dim;
-    size_t n_base;
-    volatile int stop;      /* set by the main thread when the writer ends */
+    int stop;               /* __atomic: set by the main thread when the writer ends */
 } conc_state;
 
 typedef struct reader_arg {
@@ -876,7 +874,7 @@ TEST(concurrent_readers_and_writer)
         hnsw_attrs a = filter_attrs(i, n);
         ASSERT_OK(hnsw_add(idx, i, data + i * dim, &a));
     }
-    conc_state st = {.idx = idx, .data = data, .queries = queries, .dim = dim, .n_base = 1000};
+    conc_state st = {.idx = idx, .queries = queries, .dim = dim};
     reader_arg args[3];
     pthread_t th[3];
     for (int i = 0; i < 3; i++) {
