@@ -69,7 +69,8 @@ function val(key,   i, kv) {
     for (i = 2; i <= NF; i++) { split($i, kv, "="); if (kv[1] == key) return kv[2] }
     return ""
 }
-# QPS of library l at recall r, linear between its two sweep points around r.
+# QPS of library l at recall r, linear between the first two sweep points
+# (in ef order) whose recalls bracket r; "" when r is outside its curve.
 function qps_at(l, r,   i, r0, r1, q0, q1) {
     for (i = 1; i < ne; i++) {
         r0 = rec[l, efs[i]]; r1 = rec[l, efs[i + 1]]
@@ -106,8 +107,11 @@ END {
         r1 = "-"; r2 = "-"
         if (qps["strata", e] != "" && qps["hnswlib", e] != "") {
             r1 = sprintf("%.2fx", qps["strata", e] / qps["hnswlib", e])
+            # Both curves read at strata'"'"'s recall; a saturated point (recall
+            # 1.0 at several ef) counts at the cheapest ef reaching it.
             q = qps_at("hnswlib", rec["strata", e])
-            r2 = (q != "") ? sprintf("%.2fx", qps["strata", e] / q) : "n/a"
+            qs = qps_at("strata", rec["strata", e])
+            r2 = (q != "" && qs != "") ? sprintf("%.2fx", qs / q) : "n/a"
         }
         printf " %14s %16s\n", r1, r2
     }

@@ -73,7 +73,7 @@ typedef enum aol_type {
     AOL_PROFILE_SET = 70,    /* a profile attribute set or reinforced (delta-merge) */
     AOL_PROFILE_CLARIFY = 71,/* a contradiction flagged for clarification */
     AOL_PROFILE_RESOLVE = 72,/* a clarification closed */
-    AOL_DISTILL_PENDING = 73,/* a memory queued for distillation into L3 */
+    AOL_DISTILL_PENDING = 73,/* reserved (queueing rides on AOL_MEM_ADD's trailer) */
     AOL_DISTILL_APPLY = 74,  /* the graph changes distilled from one memory, atomically */
     AOL_TYPE_MAX = 255
 } aol_type;

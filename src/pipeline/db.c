@@ -423,7 +423,6 @@ static int db_apply(strata_db *db, const aol_record *rec, apply_mask mask)
     case AOL_PROFILE_SET:
     case AOL_PROFILE_CLARIFY:
     case AOL_PROFILE_RESOLVE:
-    case AOL_DISTILL_PENDING:
     case AOL_DISTILL_APPLY:
         /* Snapshots of every tier are taken together, so the profile's LSN
          * stands for the graph and dirty sets a distillation also touches. */

@@ -10,9 +10,7 @@
  *   AOL_PROFILE_CLARIFY  str user | str attribute | str new value | f64 confidence
  *                        (clarification id: the record's LSN)
  *   AOL_PROFILE_RESOLVE  str user | u64 clarification id | str chosen value
- *   AOL_DISTILL_PENDING  str user | u64 memory id | str entity | str kind |
- *                        u32 polarity + 1 | str attribute | str value | str content |
- *                        f64 confidence | f64 importance | i64 ts
+ *   (a memory is queued for distillation by the trailer of its AOL_MEM_ADD)
  *   AOL_DISTILL_APPLY    str user | u64 memory id (0: none) | u32 n_ops | n_ops x op
  *     op 1 node put:     str id | str label | bytes properties
  *     op 2 edge put:     str from | str to | str type | bytes properties
@@ -160,29 +158,6 @@ int db_apply_pipeline(strata_db *db, const aol_record *rec, const char *tenant, 
         } else {
             rc = profile_apply_resolve(db->profile, tenant, user, id, b, rec->ts_ms / 1000);
         }
-        break;
-    }
-    case AOL_DISTILL_PENDING: {
-        distill_entry e;
-        memset(&e, 0, sizeof(e));
-        user = wire_get_strdup(r);
-        e.memory_id = wire_get_u64(r);
-        e.entity = wire_get_strdup(r);
-        e.kind = wire_get_strdup(r);
-        e.polarity = (int)wire_get_u32(r) - 1;
-        e.attribute = wire_get_strdup(r);
-        e.value = wire_get_strdup(r);
-        e.content = wire_get_strdup(r);
-        e.confidence = wire_get_f64(r);
-        e.importance = wire_get_f64(r);
-        e.ts = wire_get_i64(r);
-        if (!wire_done(r) || user == NULL || !e.entity || !e.kind || !e.attribute || !e.value ||
-            !e.content) {
-            rc = STRATA_ECORRUPT;
-        } else {
-            rc = profile_apply_pending_add(db->profile, tenant, user, &e);
-        }
-        distill_entry_clear(&e);
         break;
     }
     case AOL_DISTILL_APPLY: {

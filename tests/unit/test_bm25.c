@@ -840,7 +840,9 @@ static void *conc_reader(void *arg)
     bm25_hit hits[10];
     const char *queries[] = {"alpha", "beta gamma", "t1 t2 t3", "delta alpha t7", "omega"};
     unsigned long i = 0;
-    while (!__atomic_load_n(&c->stop, __ATOMIC_ACQUIRE)) {
+    /* At least one search even when the writer finishes first (a loaded CI
+     * machine may not schedule this thread before that). */
+    do {
         size_t n = 0;
         const char *q = queries[i % 5];
         uint64_t part = i % 3;
@@ -855,7 +857,7 @@ static void *conc_reader(void *arg)
         }
         (void)bm25_doc_count(c->idx, part);
         i++;
-    }
+    } while (!__atomic_load_n(&c->stop, __ATOMIC_ACQUIRE));
     c->searches = i;
     return NULL;
 }
