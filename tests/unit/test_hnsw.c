@@ -841,7 +841,8 @@ static void *reader_main(void *p)
     conc_state *st = ra->st;
     hnsw_result res[10];
     size_t qi = (size_t)ra->id;
-    while (!__atomic_load_n(&st->stop, __ATOMIC_ACQUIRE)) {
+    /* At least one search even if the writer ends before this thread runs. */
+    do {
         hnsw_filter f;
         hnsw_filter_init(&f, (uint32_t)(qi % 4));
         const hnsw_filter *fp = (qi % 3 == 0) ? &f : NULL;
@@ -858,7 +859,7 @@ static void *reader_main(void *p)
         (void)hnsw_count(st->idx);
         qi += 7;
         ra->searches++;
-    }
+    } while (!__atomic_load_n(&st->stop, __ATOMIC_ACQUIRE));
     return NULL;
 }
 
