@@ -91,6 +91,13 @@ typedef struct strata_config {
     const char *redis_password;      /* may be NULL */
     int redis_cluster;               /* 1: Redis Cluster (slot routing, failover) */
     int redis_wait;                  /* > 0: WAIT for this many replicas after each write */
+    /* replay log on Redis Streams (brief §3.3): every acknowledged record is
+     * also XADDed to a stream trimmed to retention_s (MINID) */
+    const char *replay_stream;       /* "off" (default) or "redis" */
+    const char *replay_addrs;        /* host:port seeds; NULL = redis_addrs */
+    const char *replay_key;          /* stream key; NULL = "strata:replay" */
+    int replay_cluster;              /* 1: the stream lives on a Redis Cluster */
+    uint64_t log_first_lsn;          /* internal (restore): first LSN of a new, empty log */
     /* L2 */
     const char *embedder;            /* "hash" (built-in, default) or "http" */
     uint32_t embed_dim;              /* hash: default 384; http: 0 = learn from the server */
@@ -180,6 +187,8 @@ typedef struct strata_db_stats {
     uint64_t duplicates_skipped;     /* candidates dropped as exact or near duplicates */
     uint64_t clarifications_opened;  /* contradictions flagged */
     uint64_t distilled;              /* memories distilled into L3 */
+    uint64_t replay_appended;        /* records XADDed to the replay stream */
+    uint64_t replay_errors;          /* XADDs that failed (the file log still has them) */
 } strata_db_stats;
 
 STRATA_API void strata_db_stats_get(strata_db *db, strata_db_stats *out);
@@ -455,6 +464,13 @@ typedef void (*strata_progress_fn)(void *ctx, uint64_t done, uint64_t total);
 STRATA_API int strata_rebuild(const char *src_dir, const char *dst_dir,
                               strata_progress_fn progress, void *progress_ctx,
                               uint64_t *records_out);
+
+/* strata_rebuild from the Redis Streams replay log instead of the files:
+ * addrs is "host:port[,host:port...]", key NULL for the default. Records keep
+ * their LSNs (duplicates dropped, gaps from trimming filled with no-ops). */
+STRATA_API int strata_rebuild_from_stream(const char *addrs, int cluster, const char *key,
+                                          const char *dst_dir, strata_progress_fn progress,
+                                          void *progress_ctx, uint64_t *records_out);
 
 /* Free memory returned by the library where no specific destructor exists. */
 STRATA_API void strata_free(void *ptr);

@@ -331,11 +331,37 @@ static void print_progress(void *ctx, uint64_t done, uint64_t total)
             (unsigned long long)total);
 }
 
-/* strata rebuild [--data-dir SRC] <new-dir> */
+/* strata rebuild [--data-dir SRC | --from-redis ADDRS [--redis-cluster] [--stream KEY]]
+ *                <new-dir> */
 int cli_cmd_rebuild(int argc, char **argv)
 {
     const char *src = flag_value(argc, argv, 1, "--data-dir");
+    const char *redis = flag_value(argc, argv, 1, "--from-redis");
     const char *dst = argv[argc - 1];
+    if (redis != NULL) {
+        int cluster = 0;
+        for (int i = 1; i < argc; i++) {
+            cluster = cluster || strcmp(argv[i], "--redis-cluster") == 0;
+        }
+        if (argc < 3 || dst[0] == '-' || dst == redis) {
+            fprintf(stderr, "usage: strata rebuild --from-redis ADDRS [--redis-cluster] "
+                            "[--stream KEY] <new-dir>\n");
+            return 2;
+        }
+        uint64_t n = 0;
+        int rc = strata_rebuild_from_stream(redis, cluster, flag_value(argc, argv, 1, "--stream"),
+                                            dst, isatty(2) ? print_progress : NULL, NULL, &n);
+        if (isatty(2)) {
+            fprintf(stderr, "\n");
+        }
+        if (rc != STRATA_OK) {
+            fprintf(stderr, "strata: rebuild failed: %s\n", strata_errmsg());
+            return 1;
+        }
+        printf("rebuilt from the replay stream at %s into %s: %llu records replayed\n", redis,
+               dst, (unsigned long long)n);
+        return 0;
+    }
     if (src == NULL) {
         src = "./data";
     }

@@ -43,6 +43,7 @@
 
 #include "l1/l1_redis.h"
 #include "pipeline/pipeline.h"
+#include "pipeline/replay_stream.h"
 #include "providers/embed.h"
 #include "providers/llm_http.h"
 #include "providers/extract.h"
@@ -498,10 +499,30 @@ int db_write(strata_db *db, uint8_t type, const char *tenant, const sbuf *payloa
     if (rc == STRATA_OK) {
         rc = aol_wait(db->log, lsn);
     }
+    if (rc == STRATA_OK && db->replay != NULL) {
+        aol_record rec = {lsn, now_ms, type, 0, tenant, tenant_len,
+                          (const uint8_t *)payload->data, payload->len};
+        db_replay_ship(db, &rec);
+    }
     if (lsn_out != NULL) {
         *lsn_out = lsn;
     }
     return rc;
+}
+
+/* The file log is the source of truth: a failed XADD is counted and logged,
+ * never turned into a failed write. Shipped after the record is durable, so
+ * the stream never holds a write the log could lose. */
+void db_replay_ship(strata_db *db, const aol_record *rec)
+{
+    if (db->replay == NULL) {
+        return;
+    }
+    if (replay_stream_append(db->replay, rec) == STRATA_OK) {
+        atomic_fetch_add(&db->replay_appended, 1);
+    } else if (atomic_fetch_add(&db->replay_errors, 1) % 1000 == 0) {
+        slog(SLOG_WARN, "replay stream: %s", strata_errmsg());
+    }
 }
 
 int db_log(strata_db *db, uint8_t type, const char *tenant, const sbuf *payload,
@@ -660,10 +681,15 @@ int strata_turn_append(strata_db *db, const char *tenant, const char *session_id
         }
     }
     pthread_mutex_unlock(&db->write_lock);
-    sbuf_free(&payload);
     if (rc == STRATA_OK) {
         rc = aol_wait(db->log, lsn);
     }
+    if (rc == STRATA_OK && db->replay != NULL) {
+        aol_record rec = {lsn, now_ms, AOL_TURN, 0, tenant, tenant_len,
+                          (const uint8_t *)payload.data, payload.len};
+        db_replay_ship(db, &rec);
+    }
+    sbuf_free(&payload);
     if (rc != STRATA_OK) {
         memset(out, 0, sizeof(*out));
     }
@@ -1033,6 +1059,8 @@ static void db_expire_idle(strata_db *db)
     for (size_t i = 0; i < n; i++) {
         sbuf payload;
         sbuf_init(&payload, AOL_MAX_PAYLOAD);
+        uint64_t shipped_lsn = 0;
+        int64_t shipped_ms = 0;
         pthread_mutex_lock(&db->write_lock);
         strata_session *s = NULL;
         int rc = db->l1->ops->session_get(db->l1, refs[i].tenant, refs[i].session_id, &s);
@@ -1054,9 +1082,17 @@ static void db_expire_idle(strata_db *db)
             }
             if (rc == STRATA_OK) {
                 atomic_fetch_add(&db->sessions_expired, 1);
+                shipped_lsn = lsn;
+                shipped_ms = now_ms;
             }
         }
         pthread_mutex_unlock(&db->write_lock);
+        if (shipped_lsn != 0 && db->replay != NULL && aol_wait(db->log, shipped_lsn) == STRATA_OK) {
+            aol_record rec = {shipped_lsn, shipped_ms, AOL_SESSION_EXPIRE, 0, refs[i].tenant,
+                              strlen(refs[i].tenant), (const uint8_t *)payload.data,
+                              payload.len};
+            db_replay_ship(db, &rec);
+        }
         strata_session_free(s);
         sbuf_free(&payload);
     }
@@ -1151,6 +1187,8 @@ static char *db_path_join(const char *a, const char *b)
     return p;
 }
 
+static size_t db_split_addrs(char *copy, const char **out, size_t max);
+
 /* The L1 backend: in-process, or Redis (standalone or Cluster). */
 static int db_l1_open(strata_db *db, const strata_config *cfg)
 {
@@ -1167,12 +1205,7 @@ static int db_l1_open(strata_db *db, const strata_config *cfg)
     }
     char *copy = strata_strdup(cfg->redis_addrs);
     const char *addrs[64];
-    size_t n = 0;
-    char *save = NULL;
-    for (char *t = copy ? strtok_r(copy, ",", &save) : NULL; t != NULL && n < 64;
-         t = strtok_r(NULL, ",", &save)) {
-        addrs[n++] = t;
-    }
+    size_t n = db_split_addrs(copy, addrs, 64);
     l1_redis_options o;
     l1_redis_options_init(&o);
     o.addresses = addrs;
@@ -1187,6 +1220,45 @@ static int db_l1_open(strata_db *db, const strata_config *cfg)
     /* Redis keeps L1 itself (AOF): replaying L1 records into it again would
      * append every turn twice, and it has no snapshot of ours. */
     db->l1_external = rc == STRATA_OK;
+    return rc;
+}
+
+/* Split "a,b,c" into at most max pointers into copy (which the caller frees). */
+static size_t db_split_addrs(char *copy, const char **out, size_t max)
+{
+    size_t n = 0;
+    char *save = NULL;
+    for (char *t = copy ? strtok_r(copy, ",", &save) : NULL; t != NULL && n < max;
+         t = strtok_r(NULL, ",", &save)) {
+        out[n++] = t;
+    }
+    return n;
+}
+
+static int db_replay_open(strata_db *db, const strata_config *cfg)
+{
+    const char *addrs_s = cfg->replay_addrs ? cfg->replay_addrs : cfg->redis_addrs;
+    if (addrs_s == NULL || addrs_s[0] == '\0') {
+        return strata_error(STRATA_EINVAL, "the replay stream needs replay_addrs or redis_addrs");
+    }
+    char *copy = strata_strdup(addrs_s);
+    const char *addrs[64];
+    size_t n = db_split_addrs(copy, addrs, 64);
+    replay_stream_options o;
+    replay_stream_options_init(&o);
+    o.addresses = addrs;
+    o.n_addresses = n;
+    o.cluster = cfg->replay_cluster != 0;
+    o.password = cfg->redis_password;
+    if (cfg->replay_key != NULL) {
+        o.key = cfg->replay_key;
+    }
+    o.retention_s = cfg->retention_s;
+    int rc = copy ? replay_stream_open(&o, &db->replay) : STRATA_ENOMEM;
+    strata_free(copy);
+    if (rc != STRATA_OK) {
+        rc = strata_error(rc, "replay stream: %s", strata_errmsg());
+    }
     return rc;
 }
 
@@ -1475,7 +1547,8 @@ int strata_db_open(const strata_config *cfg, strata_db **out, strata_recovery_in
         goto fail;
     }
     uint64_t snap_max = db_snapshot_max(db);
-    aol_options lopts = {db->log_dir, cfg->fsync, cfg->segment_max_bytes, snap_max + 1};
+    aol_options lopts = {db->log_dir, cfg->fsync, cfg->segment_max_bytes,
+                         STRATA_MAX(snap_max + 1, cfg->log_first_lsn)};
     aol_open_info linfo;
     rc = aol_open(&lopts, &db->log, &linfo);
     if (rc != STRATA_OK) {
@@ -1504,6 +1577,15 @@ int strata_db_open(const strata_config *cfg, strata_db **out, strata_recovery_in
         info->bytes_truncated = linfo.bytes_truncated;
         info->snapshot_lsn = db->snap_lsn_l1;
         info->last_lsn = linfo.last_lsn;
+    }
+    if (cfg->replay_stream != NULL && strcmp(cfg->replay_stream, "redis") == 0) {
+        rc = db_replay_open(db, cfg);
+        if (rc != STRATA_OK) {
+            goto fail;
+        }
+    } else if (cfg->replay_stream != NULL && strcmp(cfg->replay_stream, "off") != 0) {
+        rc = strata_error(STRATA_EINVAL, "replay stream must be off or redis");
+        goto fail;
     }
     rc = jobs_register(db->jobs, "consolidate", consolidate_job, db);
     rc = rc ? rc : jobs_register(db->jobs, "distill", distill_job, db);
@@ -1550,6 +1632,7 @@ void strata_db_close(strata_db *db)
         strata_db_snapshot(db);
     }
     aol_close(db->log);
+    replay_stream_close(db->replay);
     jobs_free(db->jobs);
     kv_free(db->kv);
     if (db->l1 != NULL) {
@@ -1613,4 +1696,6 @@ void strata_db_stats_get(strata_db *db, strata_db_stats *out)
     out->duplicates_skipped = atomic_load(&db->duplicates_skipped);
     out->clarifications_opened = atomic_load(&db->clarifications_opened);
     out->distilled = atomic_load(&db->distilled);
+    out->replay_appended = atomic_load(&db->replay_appended);
+    out->replay_errors = atomic_load(&db->replay_errors);
 }

@@ -124,6 +124,9 @@ struct strata_db {
     profile_store *profile;
     struct extractor *extractor;     /* consolidation's extractor (rules or llm) */
     embedder *embedder;              /* cached; used outside every lock */
+    struct replay_stream *replay;    /* NULL unless the Redis Streams replay log is on */
+    atomic_uint_fast64_t replay_appended;
+    atomic_uint_fast64_t replay_errors;
     kv_store *kv;
     jobs *jobs;
     pthread_mutex_t write_lock;      /* orders log append + apply */
@@ -161,6 +164,8 @@ int db_write(strata_db *db, uint8_t type, const char *tenant, const sbuf *payloa
 int db_check_id(const char *what, const char *id);
 int db_check_tenant(const char *tenant);
 int db_check_text(const char *what, const char *s, size_t len, size_t max, bool empty_ok);
+/* Ship an acknowledged record to the replay stream, if configured. */
+void db_replay_ship(strata_db *db, const aol_record *rec);
 /* Re-log a record from another log under its own LSN and apply it. */
 int db_append_raw(strata_db *db, const aol_record *rec);
 /* Apply a pipeline record (pipeline_records.c). */

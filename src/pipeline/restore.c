@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "pipeline/pipeline.h"
+#include "pipeline/replay_stream.h"
 
 static const char *const TIERS[] = {"l1", "kv", "jobs", "l2", "l3"};
 
@@ -279,4 +280,126 @@ int strata_rebuild(const char *src_dir, const char *dst_dir, strata_progress_fn 
     /* Everything the log holds: a restore to the end of time. */
     return restore_impl(src_dir, dst_dir, INT64_MAX / 1000 - 1, progress, progress_ctx,
                         records_out);
+}
+
+/* ---- rebuild from the Redis Streams replay log -------------------------------- */
+
+typedef struct stream_scan {
+    strata_db *db;
+    uint64_t next;                   /* LSN the new log expects next */
+    uint64_t first;
+    uint64_t last;
+    uint32_t dim;
+    uint64_t applied;
+    uint64_t total;
+    strata_progress_fn progress;
+    void *progress_ctx;
+} stream_scan;
+
+static int stream_pass1(void *ctx, const aol_record *rec)
+{
+    stream_scan *s = ctx;
+    if (s->first == 0 || rec->lsn < s->first) {
+        s->first = rec->lsn;
+    }
+    s->last = STRATA_MAX(s->last, rec->lsn);
+    s->total++;
+    if (s->dim == 0 && rec->type == AOL_MEM_ADD) {
+        scan1 probe = {INT64_MAX, 0, 0, 0};
+        scan1_cb(&probe, rec);
+        s->dim = probe.dim;
+    }
+    return STRATA_OK;
+}
+
+static int stream_pass2(void *ctx, const aol_record *rec)
+{
+    stream_scan *s = ctx;
+    if (rec->lsn < s->next) {
+        return STRATA_OK; /* a duplicate (an XADD retried after a lost reply) */
+    }
+    /* Entries trimmed away or never shipped leave gaps: keep LSNs (job and
+     * memory ids derive from them) by filling the gap with no-ops. */
+    while (s->next < rec->lsn) {
+        aol_record noop = {s->next, rec->ts_ms, AOL_NOOP, 0, "default", 7,
+                           (const uint8_t *)"", 0};
+        int rc = db_append_raw(s->db, &noop);
+        if (rc != STRATA_OK) {
+            return rc;
+        }
+        s->next++;
+    }
+    int rc = db_append_raw(s->db, rec);
+    if (rc == STRATA_OK) {
+        s->next = rec->lsn + 1;
+        s->applied++;
+        if (s->progress != NULL && (s->applied % 10000 == 0 || s->applied == s->total)) {
+            s->progress(s->progress_ctx, s->applied, s->total);
+        }
+    }
+    return rc;
+}
+
+int strata_rebuild_from_stream(const char *addrs, int cluster, const char *key,
+                               const char *dst_dir, strata_progress_fn progress,
+                               void *progress_ctx, uint64_t *records_out)
+{
+    if (records_out != NULL) {
+        *records_out = 0;
+    }
+    if (addrs == NULL || dst_dir == NULL) {
+        return strata_error(STRATA_EINVAL, "rebuild needs stream addresses and a target");
+    }
+    if (!dir_is_empty_or_absent(dst_dir)) {
+        return strata_error(STRATA_EEXIST, "%s exists and is not empty", dst_dir);
+    }
+    char *copy = strata_strdup(addrs);
+    const char *seeds[64];
+    size_t n = 0;
+    char *save = NULL;
+    for (char *t = copy ? strtok_r(copy, ",", &save) : NULL; t != NULL && n < 64;
+         t = strtok_r(NULL, ",", &save)) {
+        seeds[n++] = t;
+    }
+    replay_stream_options o;
+    replay_stream_options_init(&o);
+    o.addresses = seeds;
+    o.n_addresses = n;
+    o.cluster = cluster != 0;
+    if (key != NULL) {
+        o.key = key;
+    }
+    stream_scan s;
+    memset(&s, 0, sizeof(s));
+    s.progress = progress;
+    s.progress_ctx = progress_ctx;
+    int rc = copy ? replay_stream_scan(&o, stream_pass1, &s) : STRATA_ENOMEM;
+    strata_db *db = NULL;
+    if (rc == STRATA_OK) {
+        strata_config cfg;
+        strata_config_init(&cfg);
+        cfg.data_dir = dst_dir;
+        cfg.background = 0;
+        cfg.fsync = STRATA_FSYNC_NO;
+        cfg.embed_dim = s.dim;
+        cfg.log_first_lsn = s.first ? s.first : 1;
+        rc = strata_db_open(&cfg, &db, NULL);
+    }
+    if (rc == STRATA_OK) {
+        s.db = db;
+        s.next = s.first ? s.first : 1;
+        rc = replay_stream_scan(&o, stream_pass2, &s);
+    }
+    if (rc == STRATA_OK) {
+        rc = strata_db_sync(db);
+    }
+    if (rc == STRATA_OK) {
+        rc = strata_db_snapshot(db);
+    }
+    strata_db_close(db);
+    strata_free(copy);
+    if (records_out != NULL) {
+        *records_out = s.applied;
+    }
+    return rc;
 }

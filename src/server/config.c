@@ -53,6 +53,13 @@ static const opt_def OPTS[] = {
     {"redis-cluster", OPT_INT, OFF(db.redis_cluster), "0", "redis: 1 for Redis Cluster"},
     {"redis-wait", OPT_INT, OFF(db.redis_wait), "0",
      "redis: WAIT for this many replicas after each write (CP for L1)"},
+    {"replay-stream", OPT_STR, OFF(replay_stream_owned), "off",
+     "also XADD every acknowledged record to a Redis stream: off | redis"},
+    {"replay-addr", OPT_STR, OFF(replay_addrs_owned), "(redis-addr)",
+     "replay stream: host:port seeds"},
+    {"replay-key", OPT_STR, OFF(replay_key_owned), "strata:replay", "replay stream: key"},
+    {"replay-cluster", OPT_INT, OFF(db.replay_cluster), "0",
+     "replay stream: 1 when it lives on a Redis Cluster"},
     {"embedder", OPT_STR, OFF(embedder_owned), "hash",
      "L2 embedder: hash (built-in, offline) or http (OpenAI-compatible server)"},
     {"embed-dim", OPT_U32, OFF(db.embed_dim), "384 (hash) / learned (http)",
@@ -369,6 +376,9 @@ int settings_load(server_settings *s, int argc, char **argv, char *err, size_t e
     s->db.l1_backend = s->l1_backend_owned;
     s->db.redis_addrs = s->redis_addrs_owned;
     s->db.redis_password = s->redis_password_owned;
+    s->db.replay_stream = s->replay_stream_owned;
+    s->db.replay_addrs = s->replay_addrs_owned;
+    s->db.replay_key = s->replay_key_owned;
     s->db.llm_url = s->llm_url_owned;
     s->db.llm_model = s->llm_model_owned;
     s->db.llm_api_key = s->llm_api_key_owned;
@@ -397,6 +407,9 @@ void settings_free(server_settings *s)
     strata_free(s->l1_backend_owned);
     strata_free(s->redis_addrs_owned);
     strata_free(s->redis_password_owned);
+    strata_free(s->replay_stream_owned);
+    strata_free(s->replay_addrs_owned);
+    strata_free(s->replay_key_owned);
     strata_free(s->llm_url_owned);
     strata_free(s->llm_model_owned);
     strata_free(s->llm_api_key_owned);

@@ -32,6 +32,9 @@ typedef struct server_settings {
     char *l1_backend_owned;
     char *redis_addrs_owned;
     char *redis_password_owned;
+    char *replay_stream_owned;
+    char *replay_addrs_owned;
+    char *replay_key_owned;
     char *extractor_owned;
     char *llm_url_owned;
     char *llm_model_owned;

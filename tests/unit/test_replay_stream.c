@@ -15,13 +15,14 @@
  * trimmed then.
  *
  * One shared server serves most tests, each on its own key; the server-down
- * test starts and kills its own. Without redis-server in PATH the file
+ * test starts and kills its own, and the cluster test starts a 3-master Redis
+ * Cluster (tests/support/redis_cluster.sh) to check slot routing. Without redis-server in PATH the file
  * prints a skip line and passes.
  */
 #include <pthread.h>
 #include <stdatomic.h>
 
-#include "log/replay_stream.h"
+#include "pipeline/replay_stream.h"
 #include "test.h"
 #include "../support/redis_server.h"
 
@@ -202,10 +203,14 @@ TEST(decode)
         size_t argvlen[12];
         memcpy(argv, ok, sizeof(argv));
         memcpy(argvlen, okl, sizeof(argvlen));
-        argv[10] = bad[i].field; /* replaces the unknown field, or duplicates one */
-        argvlen[10] = strlen(bad[i].field);
-        argv[11] = bad[i].value;
-        argvlen[11] = strlen(bad[i].value);
+        size_t at = 10; /* the field's own slot; flags replaces the unknown field */
+        for (size_t f = 0; f < 10; f += 2) {
+            at = strcmp(ok[f], bad[i].field) == 0 ? f : at;
+        }
+        argv[at] = bad[i].field;
+        argvlen[at] = strlen(bad[i].field);
+        argv[at + 1] = bad[i].value;
+        argvlen[at + 1] = strlen(bad[i].value);
         int rc = replay_stream_decode("7-0", argv, argvlen, 12, &r);
         if (rc != STRATA_ECORRUPT) {
             TEST_FAIL_("%s=\"%s\" accepted (rc %d)", bad[i].field, bad[i].value, rc);
@@ -222,6 +227,12 @@ TEST(decode)
     argv[7] = long_tenant;
     argvlen[7] = sizeof(long_tenant);
     ASSERT_EQ(replay_stream_decode("8-0", argv, argvlen, 10, &r), STRATA_ECORRUPT);
+    argv[7] = "acme";
+    argvlen[7] = 4;
+    argv[0] = "payload"; /* a field twice (and no lsn) */
+    argvlen[0] = 7;
+    ASSERT_EQ(replay_stream_decode("8-1", argv, argvlen, 10, &r), STRATA_ECORRUPT);
+    ASSERT_TRUE(strstr(strata_errmsg(), "twice") != NULL);
     /* flags, and the largest values. */
     const char *big[] = {"lsn", "18446744073709551615", "ts", "-9223372036854775808", "type",
                          "255", "tenant", "t", "payload", "p", "flags", "255"};
@@ -388,7 +399,8 @@ TEST(wrong_type)
     options_for(&o, s, "rs:string");
     replay_stream *rs = NULL;
     ASSERT_OK(replay_stream_open(&o, &rs));
-    int rc = append_range(rs, 0, 1);
+    aol_record rec = {.lsn = 1, .ts_ms = 1, .type = AOL_TURN, .tenant = "t", .tenant_len = 1};
+    int rc = replay_stream_append(rs, &rec);
     replay_stream_close(rs);
     ASSERT_EQ(rc, STRATA_EIO);
     ASSERT_TRUE(strstr(strata_errmsg(), "WRONGTYPE") != NULL);
@@ -531,6 +543,99 @@ TEST(concurrent_appenders)
     }
 }
 
+/* ---- Redis Cluster ------------------------------------------------------------------ */
+
+#define CL_NODES 3
+
+static char g_cluster_dir[512];
+
+static void cluster_script(char *out, size_t cap)
+{
+    const char *env = getenv("STRATA_REDIS_CLUSTER_SH");
+    if (env != NULL) {
+        snprintf(out, cap, "%s", env);
+        return;
+    }
+    /* tests/unit/<this file> -> tests/support/redis_cluster.sh */
+    snprintf(out, cap, "%s", __FILE__);
+    char *slash = strrchr(out, '/');
+    size_t keep = slash != NULL ? (size_t)(slash - out) : 0;
+    out[keep] = '\0';
+    slash = strrchr(out, '/');
+    keep = slash != NULL ? (size_t)(slash - out) + 1 : 0;
+    snprintf(out + keep, cap - keep, "support/redis_cluster.sh");
+}
+
+static void cluster_stop(void)
+{
+    if (g_cluster_dir[0] != '\0') {
+        char script[512];
+        char cmd[2048];
+        cluster_script(script, sizeof(script));
+        snprintf(cmd, sizeof(cmd), "'%s' stop '%s'", script, g_cluster_dir);
+        if (system(cmd) != 0) {
+            fprintf(stderr, "could not stop the cluster in %s\n", g_cluster_dir);
+        }
+        g_cluster_dir[0] = '\0';
+    }
+}
+
+/* Three masters, no replicas: enough to check slot routing and MOVED. Keys
+ * with different hash tags land on different masters; the only seed given is
+ * one node, so most keys are reached through the slot map. */
+TEST(cluster)
+{
+    shared(); /* the skip check */
+    char script[512];
+    char cmd[2048];
+    cluster_script(script, sizeof(script));
+    snprintf(cmd, sizeof(cmd), "'%s' start -n %d -r 0 -w %d", script, CL_NODES, (int)getpid());
+    FILE *f = popen(cmd, "r");
+    char line[512];
+    int ports[CL_NODES];
+    int n_ports = 0;
+    atexit(cluster_stop);
+    while (f != NULL && fgets(line, sizeof(line), f) != NULL) {
+        line[strcspn(line, "\n")] = '\0';
+        if (strncmp(line, "REDIS_CLUSTER_DIR=", 18) == 0) {
+            snprintf(g_cluster_dir, sizeof(g_cluster_dir), "%s", line + 18);
+        } else if (strncmp(line, "REDIS_CLUSTER_PORTS=\"", 21) == 0) {
+            char *p = line + 21;
+            while (n_ports < CL_NODES && *p != '\0' && *p != '"') {
+                ports[n_ports++] = (int)strtol(p, &p, 10);
+                p += *p == ' ';
+            }
+        }
+    }
+    int st = f != NULL ? pclose(f) : -1;
+    ASSERT_EQ(st, 0);
+    ASSERT_EQ(n_ports, CL_NODES);
+    char addr[32];
+    const char *addrs[1] = {addr};
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", ports[0]);
+    static const char *const keys[] = {"strata:{replay}", "strata:{a}", "strata:{b}",
+                                       "strata:{c}"};
+    for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++) {
+        replay_stream_options o;
+        replay_stream_options_init(&o);
+        o.addresses = addrs;
+        o.n_addresses = 1;
+        o.cluster = true;
+        o.key = keys[k];
+        replay_stream *rs = NULL;
+        ASSERT_OK(replay_stream_open(&o, &rs));
+        int rc = append_range(rs, 0, 1200); /* two XRANGE batches */
+        replay_stream_close(rs);
+        ASSERT_OK(rc);
+        collect c = {0};
+        ASSERT_OK(replay_stream_scan(&o, check_cb, &c));
+        ASSERT_EQ(c.n, 1200);
+        ASSERT_EQ(c.bad, 0);
+    }
+    cluster_stop();
+}
+
 TEST_MAIN(TEST_ENTRY(bad_options), TEST_ENTRY(decode), TEST_ENTRY(roundtrip),
           TEST_ENTRY(scan_stop_and_empty), TEST_ENTRY(trimming), TEST_ENTRY(malformed),
-          TEST_ENTRY(wrong_type), TEST_ENTRY(server_down), TEST_ENTRY(concurrent_appenders))
+          TEST_ENTRY(wrong_type), TEST_ENTRY(server_down), TEST_ENTRY(concurrent_appenders),
+          TEST_ENTRY(cluster))

@@ -34,7 +34,7 @@
 
 #include "core/core.h"
 #include "l1/redis_cluster.h"
-#include "log/replay_stream.h"
+#include "pipeline/replay_stream.h"
 
 #define RS_TIMEOUT_MS_DEFAULT 2000
 #define RS_POOL_DEFAULT 4
