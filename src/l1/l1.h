@@ -62,9 +62,11 @@ typedef struct l1_ops {
     int (*turn_append)(l1_store *s, const l1_turn_in *in, l1_turn_out *out);
 
     /* Would turn_append succeed? (STRATA_ECONFLICT if the session belongs to
-     * another user.) Lets the caller reject before logging. */
+     * another user.) Lets the caller reject before logging. *turn_count_out
+     * (may be NULL) receives the session's current turn_count (0 if new), so
+     * the caller needs no second round trip to a remote backend. */
     int (*turn_check)(l1_store *s, const char *tenant, const char *session_id,
-                      const char *user_id);
+                      const char *user_id, uint32_t *turn_count_out);
 
     /* Copy of a session (strata_session_free). STRATA_ENOTFOUND if absent. */
     int (*session_get)(l1_store *s, const char *tenant, const char *session_id,

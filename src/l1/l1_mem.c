@@ -532,10 +532,13 @@ done:
 }
 
 static int mem_turn_check(l1_store *st, const char *tenant, const char *session_id,
-                          const char *user_id)
+                          const char *user_id, uint32_t *turn_count_out)
 {
     l1_mem *m = (l1_mem *)st;
     mem_key k;
+    if (turn_count_out != NULL) {
+        *turn_count_out = 0;
+    }
     if (user_id == NULL) {
         return strata_error(STRATA_EINVAL, "L1: missing user id");
     }
@@ -547,6 +550,9 @@ static int mem_turn_check(l1_store *st, const char *tenant, const char *session_
     const mem_session *s = dict_get(m->sessions, k.p, k.len);
     if (s != NULL) {
         rc = mem_check_owner(s, user_id);
+        if (rc == STRATA_OK && turn_count_out != NULL) {
+            *turn_count_out = s->turn_count;
+        }
     }
     mem_unlock(m);
     mem_key_release(&k);

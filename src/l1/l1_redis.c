@@ -649,10 +649,13 @@ done:
 }
 
 static int r_turn_check(l1_store *st, const char *tenant, const char *session_id,
-                        const char *user_id)
+                        const char *user_id, uint32_t *turn_count_out)
 {
     l1_redis *r = (l1_redis *)st;
     skeys k;
+    if (turn_count_out != NULL) {
+        *turn_count_out = 0;
+    }
     if (user_id == NULL) {
         return strata_error(STRATA_EINVAL, "L1: missing user id");
     }
@@ -686,6 +689,8 @@ static int r_turn_check(l1_store *st, const char *tenant, const char *session_id
                    parse_i64(rp->element[1]->str, rp->element[1]->len, &tc) &&
                    tc >= (int64_t)UINT32_MAX) {
             rc = strata_error(STRATA_ETOOBIG, "session %s has too many turns", session_id);
+        } else if (turn_count_out != NULL && tc > 0) {
+            *turn_count_out = (uint32_t)tc;
         }
     }
     freeReplyObject(call.reply);

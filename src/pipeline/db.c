@@ -605,18 +605,6 @@ int db_check_text(const char *what, const char *s, size_t len, size_t max, bool 
 
 /* ---- sessions ----------------------------------------------------------------- */
 
-typedef struct turn_check_arg {
-    const char *tenant;
-    const char *session_id;
-    const char *user_id;
-    uint32_t turn_count_after;   /* out: predicted turn_count */
-} turn_check_arg;
-
-static int db_turn_precheck(strata_db *db, void *argp)
-{
-    turn_check_arg *arg = argp;
-    return db->l1->ops->turn_check(db->l1, arg->tenant, arg->session_id, arg->user_id);
-}
 
 int strata_turn_append(strata_db *db, const char *tenant, const char *session_id,
                        const char *user_id, strata_role role, const char *content,
@@ -639,22 +627,15 @@ int strata_turn_append(strata_db *db, const char *tenant, const char *session_id
      * inside the precheck below via the session's state. */
     sbuf payload;
     sbuf_init(&payload, AOL_MAX_PAYLOAD);
-    turn_check_arg arg = {tenant, session_id, user_id, 0};
-
     /* Read the count under the write lock: append the record with the right
      * flag. We do this by taking the lock here rather than in db_write. */
     size_t tenant_len = strlen(tenant);
     int64_t now_ms = clock_now_ms();
     uint64_t lsn = 0;
     pthread_mutex_lock(&db->write_lock);
-    rc = db_turn_precheck(db, &arg);
     uint32_t count_before = 0;
+    rc = db->l1->ops->turn_check(db->l1, tenant, session_id, user_id, &count_before);
     if (rc == STRATA_OK) {
-        strata_session *s = NULL;
-        if (db->l1->ops->session_get(db->l1, tenant, session_id, &s) == STRATA_OK) {
-            count_before = s->turn_count;
-        }
-        strata_session_free(s);
         uint32_t every = db->cfg.consolidate_every;
         uint8_t flags = (every && (count_before + 1) % every == 0) ? TURN_FLAG_QUEUE_JOB : 0;
         rc = wire_put_str(&payload, session_id);

@@ -316,7 +316,7 @@ TEST(recall_clustered_384d)
 {
     const uint32_t dim = 384;
     const size_t n = 3000;
-    float *data = gen_vectors(n + 100, dim, 50, 1.0f, 31);
+    float *data = gen_vectors(n + 100, dim, 300, 1.5f, 31);
     float *queries = data + n * dim; /* same distribution, not indexed */
     hnsw *idx = build(data, n, dim, 16, 200, 1000);
     ASSERT_TRUE(idx != NULL);

@@ -201,10 +201,17 @@ TEST(owner_conflict)
 {
     l1_store *s = open_store(5);
     ASSERT_TRUE(s != NULL);
-    ASSERT_OK(s->ops->turn_check(s, "t", "s1", "u1")); /* unknown session: fine */
+    ASSERT_OK(s->ops->turn_check(s, "t", "s1", "u1", NULL)); /* unknown session: fine */
     ASSERT_OK(append(s, "t", "s1", "u1", "first", 10));
-    ASSERT_OK(s->ops->turn_check(s, "t", "s1", "u1"));
-    ASSERT_EQ(s->ops->turn_check(s, "t", "s1", "u2"), STRATA_ECONFLICT);
+    ASSERT_OK(s->ops->turn_check(s, "t", "s1", "u1", NULL));
+    ASSERT_EQ(s->ops->turn_check(s, "t", "s1", "u2", NULL), STRATA_ECONFLICT);
+    {
+        uint32_t count = 99;
+        ASSERT_OK(s->ops->turn_check(s, "t", "s1", "u1", &count));
+        ASSERT_TRUE(count >= 1);
+        ASSERT_OK(s->ops->turn_check(s, "t", "never", "u1", &count));
+        ASSERT_EQ(count, 0);
+    }
     uint32_t count = 99;
     ASSERT_EQ(append_n(s, "t", "s1", "u2", STRATA_ROLE_USER, "x", 1, 20, &count),
               STRATA_ECONFLICT);
@@ -876,7 +883,7 @@ static int run_ops(l1_store *s, l1_store *copy, const int *expect, int *rcs, siz
     OP(op_get(s, LONG_TENANT, "s1"));
     OP(op_dirty_get(s, "t1", "u1"));
     OP(op_idle(s));
-    OP(s->ops->turn_check(s, LONG_TENANT, "s1", "u3"));
+    OP(s->ops->turn_check(s, LONG_TENANT, "s1", "u3", NULL));
     if (copy != NULL) {
         OP(op_snap_copy(s, copy));
     } else {
@@ -1080,7 +1087,7 @@ static bool cc_read_once(l1_store *s, l1_store *scratch, int k)
         if (!ok) {
             return false;
         }
-        if (s->ops->turn_check(s, tenant, sid, "intruder") != STRATA_ECONFLICT) {
+        if (s->ops->turn_check(s, tenant, sid, "intruder", NULL) != STRATA_ECONFLICT) {
             return false;
         }
     } else if (rc != STRATA_ENOTFOUND) {

@@ -589,10 +589,10 @@ CHECK(owner_conflict)
 {
     l1_store *s = open_store(b, 5);
     ASSERT_TRUE(s != NULL);
-    ASSERT_OK(s->ops->turn_check(s, "t", "s1", "u1"));
+    ASSERT_OK(s->ops->turn_check(s, "t", "s1", "u1", NULL));
     ASSERT_OK(append(s, "t", "s1", "u1", "first", 10));
-    ASSERT_OK(s->ops->turn_check(s, "t", "s1", "u1"));
-    ASSERT_EQ(s->ops->turn_check(s, "t", "s1", "u2"), STRATA_ECONFLICT);
+    ASSERT_OK(s->ops->turn_check(s, "t", "s1", "u1", NULL));
+    ASSERT_EQ(s->ops->turn_check(s, "t", "s1", "u2", NULL), STRATA_ECONFLICT);
     uint32_t count = 99;
     ASSERT_EQ(append_n(s, "t", "s1", "u2", STRATA_ROLE_USER, "x", 1, 20, &count),
               STRATA_ECONFLICT);
@@ -883,7 +883,7 @@ static bool cc_read_once(l1_store *s, int k)
         if (!ok) {
             return false;
         }
-        if (s->ops->turn_check(s, tenant, sid, "intruder") != STRATA_ECONFLICT) {
+        if (s->ops->turn_check(s, tenant, sid, "intruder", NULL) != STRATA_ECONFLICT) {
             return false;
         }
     } else if (rc != STRATA_ENOTFOUND) {
