@@ -75,6 +75,8 @@ typedef enum aol_type {
     AOL_PROFILE_RESOLVE = 72,/* a clarification closed */
     AOL_DISTILL_PENDING = 73,/* reserved (queueing rides on AOL_MEM_ADD's trailer) */
     AOL_DISTILL_APPLY = 74,  /* the graph changes distilled from one memory, atomically */
+    AOL_KEY_CREATE = 80,     /* an API key created (its SHA-256 only) */
+    AOL_KEY_REVOKE = 81,     /* an API key revoked */
     AOL_TYPE_MAX = 255
 } aol_type;
 

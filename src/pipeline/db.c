@@ -166,9 +166,10 @@ typedef struct apply_mask {
     bool l2;
     bool l3;
     bool profile;
+    bool keys;
 } apply_mask;
 
-static const apply_mask APPLY_ALL = {true, true, true, true, true, true};
+static const apply_mask APPLY_ALL = {true, true, true, true, true, true, true};
 
 /* Decode and apply an AOL_MEM_ADD payload. */
 static int db_apply_mem_add(strata_db *db, const aol_record *rec, const char *tenant,
@@ -415,6 +416,26 @@ static int db_apply(strata_db *db, const aol_record *rec, apply_mask mask)
         }
         break;
     case AOL_NOOP:
+        break;
+    case AOL_KEY_CREATE: {
+        a = wire_get_strdup(&r);
+        size_t hl;
+        const char *hash = wire_get_bytes(&r, &hl);
+        if (!wire_done(&r) || a == NULL || hl != 32) {
+            rc = STRATA_ECORRUPT;
+        } else if (mask.keys) {
+            rc = keys_apply_create(db->keys, a, tenant, (const uint8_t *)hash, ts_s);
+        }
+        break;
+    }
+    case AOL_KEY_REVOKE:
+        a = wire_get_strdup(&r);
+        if (!wire_done(&r) || a == NULL) {
+            rc = STRATA_ECORRUPT;
+        } else if (mask.keys) {
+            rc = keys_apply_revoke(db->keys, a);
+            rc = rc == STRATA_ENOTFOUND ? STRATA_OK : rc;
+        }
         break;
     case AOL_JOB_ENQUEUE:
         if (mask.jobs) {
@@ -965,7 +986,9 @@ int strata_db_snapshot(strata_db *db)
     sbuf img_l2;
     sbuf img_l3;
     sbuf img_profile;
+    sbuf img_keys;
     sbuf_init(&img_profile, SIZE_MAX / 2);
+    sbuf_init(&img_keys, SIZE_MAX / 2);
     sbuf_init(&img_l2, SIZE_MAX / 2);
     sbuf_init(&img_l3, SIZE_MAX / 2);
     sbuf_init(&img_l1, SIZE_MAX / 2);
@@ -983,6 +1006,7 @@ int strata_db_snapshot(strata_db *db)
     rc = rc ? rc : db->l2->ops->snapshot_write(db->l2, &img_l2);
     rc = rc ? rc : db->l3->ops->snapshot_write(db->l3, &img_l3);
     rc = rc ? rc : profile_snapshot_write(db->profile, &img_profile);
+    rc = rc ? rc : keys_snapshot_write(db->keys, &img_keys);
     pthread_mutex_unlock(&db->write_lock);
 
     /* The log must hold everything the snapshot covers before the snapshot
@@ -997,7 +1021,9 @@ int strata_db_snapshot(strata_db *db)
     rc = rc ? rc : db_snapshot_one(db, "l2", &img_l2, lsn);
     rc = rc ? rc : db_snapshot_one(db, "l3", &img_l3, lsn);
     rc = rc ? rc : db_snapshot_one(db, "profile", &img_profile, lsn);
+    rc = rc ? rc : db_snapshot_one(db, "keys", &img_keys, lsn);
     sbuf_free(&img_profile);
+    sbuf_free(&img_keys);
     sbuf_free(&img_l2);
     sbuf_free(&img_l3);
     sbuf_free(&img_l1);
@@ -1010,6 +1036,7 @@ int strata_db_snapshot(strata_db *db)
         db->snap_lsn_l2 = lsn;
         db->snap_lsn_l3 = lsn;
         db->snap_lsn_profile = lsn;
+        db->snap_lsn_keys = lsn;
         atomic_fetch_add(&db->snapshots_written, 1);
         uint64_t dropped = 0;
         int64_t older_than = clock_now_ms() - (int64_t)db->cfg.retention_s * 1000;
@@ -1284,6 +1311,11 @@ static int db_jobs_snapshot_load(void *tier, const void *data, size_t len)
     return jobs_snapshot_load(tier, data, len);
 }
 
+static int db_keys_snapshot_load(void *tier, const void *data, size_t len)
+{
+    return keys_snapshot_load(tier, data, len);
+}
+
 static int db_profile_snapshot_load(void *tier, const void *data, size_t len)
 {
     return profile_snapshot_load(tier, data, len);
@@ -1379,7 +1411,8 @@ static int db_replay_cb(void *ctx, const aol_record *rec)
     strata_db *db = rc_ctx->db;
     apply_mask mask = {!db->l1_external && rec->lsn > db->snap_lsn_l1, rec->lsn > db->snap_lsn_kv,
                        rec->lsn > db->snap_lsn_jobs, rec->lsn > db->snap_lsn_l2,
-                       rec->lsn > db->snap_lsn_l3, rec->lsn > db->snap_lsn_profile};
+                       rec->lsn > db->snap_lsn_l3, rec->lsn > db->snap_lsn_profile,
+                       rec->lsn > db->snap_lsn_keys};
     int rc = db_apply(db, rec, mask);
     /* A record that no longer applies (e.g. an expiry of a session a newer
      * snapshot already removed) is not an error worth refusing to start for. */
@@ -1399,7 +1432,8 @@ static uint64_t db_snapshot_max(const strata_db *db)
 {
     return STRATA_MAX(STRATA_MAX(STRATA_MAX(db->snap_lsn_l1, db->snap_lsn_l2),
                                  STRATA_MAX(db->snap_lsn_kv, db->snap_lsn_jobs)),
-                      STRATA_MAX(db->snap_lsn_l3, db->snap_lsn_profile));
+                      STRATA_MAX(db->snap_lsn_l3,
+                                 STRATA_MAX(db->snap_lsn_profile, db->snap_lsn_keys)));
 }
 
 static int db_catch_up_log(strata_db *db, uint64_t log_last)
@@ -1497,9 +1531,10 @@ int strata_db_open(const strata_config *cfg, strata_db **out, strata_recovery_in
         goto fail;
     }
     db->profile = profile_create();
+    db->keys = keys_create();
     db->tenant_calls = dict_create(NULL);
     pthread_mutex_init(&db->tenant_calls_lock, NULL);
-    if (db->profile == NULL || db->tenant_calls == NULL) {
+    if (db->profile == NULL || db->keys == NULL || db->tenant_calls == NULL) {
         rc = STRATA_ENOMEM;
         goto fail;
     }
@@ -1524,6 +1559,8 @@ int strata_db_open(const strata_config *cfg, strata_db **out, strata_recovery_in
     rc = rc ? rc
             : db_load_snapshot(db, "profile", db->profile, db_profile_snapshot_load,
                                &db->snap_lsn_profile);
+    rc = rc ? rc
+            : db_load_snapshot(db, "keys", db->keys, db_keys_snapshot_load, &db->snap_lsn_keys);
     if (rc != STRATA_OK) {
         goto fail;
     }
@@ -1538,7 +1575,9 @@ int strata_db_open(const strata_config *cfg, strata_db **out, strata_recovery_in
     uint64_t l1_from = db->l1_external ? UINT64_MAX : db->snap_lsn_l1;
     uint64_t from = STRATA_MIN(STRATA_MIN(l1_from, db->snap_lsn_l2),
                                STRATA_MIN(STRATA_MIN(db->snap_lsn_kv, db->snap_lsn_jobs),
-                                          STRATA_MIN(db->snap_lsn_l3, db->snap_lsn_profile)));
+                                          STRATA_MIN(db->snap_lsn_l3,
+                                                     STRATA_MIN(db->snap_lsn_profile,
+                                                                db->snap_lsn_keys))));
     replay_ctx rctx = {db, 0};
     rc = aol_replay(db->log, from, db_replay_cb, &rctx);
     if (rc != STRATA_OK) {
@@ -1608,7 +1647,7 @@ void strata_db_close(strata_db *db)
         jobs_stop(db->jobs);
     }
     if (db->log != NULL && db->l1 != NULL && db->l2 != NULL && db->l3 != NULL &&
-        db->profile != NULL && db->cfg.background) {
+        db->profile != NULL && db->keys != NULL && db->cfg.background) {
         /* A snapshot at shutdown makes the next start a short replay. */
         strata_db_snapshot(db);
     }
@@ -1626,6 +1665,7 @@ void strata_db_close(strata_db *db)
         db->l3->ops->close(db->l3);
     }
     profile_free(db->profile);
+    keys_free(db->keys);
     extractor_free(db->extractor);
     if (db->tenant_calls != NULL) {
         dict_free(db->tenant_calls);

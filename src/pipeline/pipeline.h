@@ -30,6 +30,7 @@
 #include "l2/l2.h"
 #include "l3/l3.h"
 #include "pipeline/profile.h"
+#include "privacy/keys.h"
 #include "log/log.h"
 
 /* ---- generic key-value store (kv.c) ---------------------------------- */
@@ -122,6 +123,7 @@ struct strata_db {
     l2_store *l2;
     l3_store *l3;
     profile_store *profile;
+    key_store *keys;                 /* API keys (hashed) */
     struct extractor *extractor;     /* consolidation's extractor (rules or llm) */
     embedder *embedder;              /* cached; used outside every lock */
     struct replay_stream *replay;    /* NULL unless the Redis Streams replay log is on */
@@ -142,6 +144,7 @@ struct strata_db {
     uint64_t snap_lsn_l2;
     uint64_t snap_lsn_l3;
     uint64_t snap_lsn_profile;        /* profile, clarifications, distillation queue */
+    uint64_t snap_lsn_keys;
     pthread_mutex_t tenant_calls_lock; /* per-tenant model-call limits (consolidate.c) */
     dict *tenant_calls;
     atomic_uint_fast64_t memories_consolidated;

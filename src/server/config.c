@@ -106,6 +106,10 @@ static const opt_def OPTS[] = {
      "close keep-alive connections idle this long"},
     {"request-timeout-ms", OPT_INT, OFF(http.request_timeout_ms), "10000",
      "a started request must arrive within this"},
+    {"admin-key", OPT_STR, OFF(admin_key), "(none)",
+     "the administrator's key (manages tenants' API keys); turns authentication on"},
+    {"rate-limit", OPT_INT, OFF(rate_limit), "0",
+     "requests per second allowed per API key (429 above; 0: no limit)"},
     {"access-log", OPT_STR, OFF(access_log_path), "(off)",
      "append one line per request to this file (- for stderr)"},
     {"log-level", OPT_STR, OFF(log_level), "info", "debug | info | warn | error"},
@@ -408,6 +412,7 @@ void settings_free(server_settings *s)
     strata_free(s->redis_addrs_owned);
     strata_free(s->redis_password_owned);
     strata_free(s->replay_stream_owned);
+    strata_free(s->admin_key);
     strata_free(s->replay_addrs_owned);
     strata_free(s->replay_key_owned);
     strata_free(s->llm_url_owned);

@@ -21,6 +21,13 @@ static void on_signal(int sig)
     }
 }
 
+/* 127.0.0.0/8, ::1 and localhost. */
+static bool host_is_loopback(const char *host)
+{
+    return host != NULL && (strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0 ||
+                            strcmp(host, "localhost") == 0);
+}
+
 static slog_level parse_level(const char *s)
 {
     if (strcmp(s, "debug") == 0) {
@@ -91,6 +98,24 @@ int main(int argc, char **argv)
          (unsigned long long)info.snapshot_lsn, (unsigned long long)info.last_lsn,
          (unsigned long long)info.bytes_truncated, strata_fsync_name(settings.db.fsync));
 
+    /* With no admin key and no API key, every call acts for "default" with
+     * no authentication: API.md allows that only on a loopback address. */
+    bool auth_off = (settings.admin_key == NULL || settings.admin_key[0] == '\0') &&
+                    strata_key_count(a.db) == 0;
+    if (auth_off && !host_is_loopback(settings.http.host)) {
+        fprintf(stderr,
+                "stratad: refusing to serve %s without authentication: configure --admin-key "
+                "(and create API keys) or listen on a loopback address\n",
+                settings.http.host);
+        goto out;
+    }
+    if (settings.rate_limit > 0) {
+        a.limiter = rate_limiter_create((double)settings.rate_limit);
+        if (a.limiter == NULL) {
+            fprintf(stderr, "stratad: out of memory\n");
+            goto out;
+        }
+    }
     http_server *srv = NULL;
     rc = http_server_create(&settings.http, router_dispatch, &a, &srv);
     if (rc != STRATA_OK) {
@@ -119,6 +144,7 @@ out:
     strata_db_close(a.db);
     http_server_free(a.http);
     metrics_free(a.metrics);
+    rate_limiter_free(a.limiter);
     if (a.access_log != NULL && a.access_log != stderr) {
         fclose(a.access_log);
     }

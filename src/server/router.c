@@ -7,44 +7,58 @@
  */
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
+#include <openssl/crypto.h>
+
 #include "server/server.h"
+
+typedef enum route_auth {
+    AUTH_TENANT = 0,             /* a tenant's API key (or none when auth is off) */
+    AUTH_NONE = 1,               /* public: health and metrics */
+    AUTH_ADMIN = 2               /* the administrator's key */
+} route_auth;
 
 typedef struct route {
     const char *method;
     const char *pattern;
     route_fn fn;
     int metric;                  /* index in the metrics table */
+    route_auth auth;
 } route;
 
 static route g_routes[] = {
-    {"GET", "/healthz", h_healthz, -1},
-    {"GET", "/metrics", h_metrics, -1},
-    {"POST", "/v1/sessions/:session_id/turns", h_turn_append, -1},
-    {"GET", "/v1/sessions/:session_id", h_session_get, -1},
-    {"PATCH", "/v1/sessions/:session_id/state", h_session_stage, -1},
-    {"POST", "/v1/sessions/:session_id/end", h_session_end, -1},
-    {"GET", "/v1/users/:user_id/dirty", h_dirty_get, -1},
-    {"GET", "/v1/users/:user_id/profile", h_profile_get, -1},
-    {"POST", "/v1/users/:user_id/clarifications/:clarification_id", h_clarification_resolve, -1},
-    {"POST", "/v1/sessions/:session_id/context", h_context, -1},
-    {"POST", "/v1/jobs/distill", h_distill, -1},
-    {"GET", "/v1/jobs/:job_id", h_job_get, -1},
-    {"POST", "/v1/users/:user_id/memories", h_memory_add, -1},
-    {"POST", "/v1/users/:user_id/memories/search", h_memory_search, -1},
-    {"GET", "/v1/users/:user_id/memories/:memory_id", h_memory_get, -1},
-    {"DELETE", "/v1/users/:user_id/memories/:memory_id", h_memory_delete, -1},
-    {"PUT", "/v1/graph/nodes/:node_id", h_node_put, -1},
-    {"GET", "/v1/graph/nodes/:node_id", h_node_get, -1},
-    {"DELETE", "/v1/graph/nodes/:node_id", h_node_delete, -1},
-    {"PUT", "/v1/graph/edges", h_edge_put, -1},
-    {"POST", "/v1/graph/edges/expire", h_edge_expire, -1},
-    {"GET", "/v1/graph/subgraph", h_subgraph, -1},
-    {"PUT", "/v1/kv/:tier/:key", h_kv_put, -1},
-    {"GET", "/v1/kv/:tier/:key", h_kv_get, -1},
-    {"DELETE", "/v1/kv/:tier/:key", h_kv_delete, -1},
+    {"GET", "/healthz", h_healthz, -1, AUTH_NONE},
+    {"GET", "/metrics", h_metrics, -1, AUTH_NONE},
+    {"POST", "/v1/admin/tenants/:tenant_id/keys", h_admin_key_create, -1, AUTH_ADMIN},
+    {"GET", "/v1/admin/tenants/:tenant_id/keys", h_admin_key_list, -1, AUTH_ADMIN},
+    {"DELETE", "/v1/admin/keys/:key_id", h_admin_key_revoke, -1, AUTH_ADMIN},
+    {"POST", "/v1/sessions/:session_id/turns", h_turn_append, -1, AUTH_TENANT},
+    {"GET", "/v1/sessions/:session_id", h_session_get, -1, AUTH_TENANT},
+    {"PATCH", "/v1/sessions/:session_id/state", h_session_stage, -1, AUTH_TENANT},
+    {"POST", "/v1/sessions/:session_id/end", h_session_end, -1, AUTH_TENANT},
+    {"GET", "/v1/users/:user_id/dirty", h_dirty_get, -1, AUTH_TENANT},
+    {"GET", "/v1/users/:user_id/profile", h_profile_get, -1, AUTH_TENANT},
+    {"POST", "/v1/users/:user_id/clarifications/:clarification_id", h_clarification_resolve, -1, AUTH_TENANT},
+    {"POST", "/v1/sessions/:session_id/context", h_context, -1, AUTH_TENANT},
+    {"POST", "/v1/jobs/distill", h_distill, -1, AUTH_TENANT},
+    {"GET", "/v1/jobs/:job_id", h_job_get, -1, AUTH_TENANT},
+    {"POST", "/v1/users/:user_id/memories", h_memory_add, -1, AUTH_TENANT},
+    {"POST", "/v1/users/:user_id/memories/search", h_memory_search, -1, AUTH_TENANT},
+    {"GET", "/v1/users/:user_id/memories/:memory_id", h_memory_get, -1, AUTH_TENANT},
+    {"DELETE", "/v1/users/:user_id/memories/:memory_id", h_memory_delete, -1, AUTH_TENANT},
+    {"PUT", "/v1/graph/nodes/:node_id", h_node_put, -1, AUTH_TENANT},
+    {"GET", "/v1/graph/nodes/:node_id", h_node_get, -1, AUTH_TENANT},
+    {"DELETE", "/v1/graph/nodes/:node_id", h_node_delete, -1, AUTH_TENANT},
+    {"PUT", "/v1/graph/edges", h_edge_put, -1, AUTH_TENANT},
+    {"POST", "/v1/graph/edges/expire", h_edge_expire, -1, AUTH_TENANT},
+    {"GET", "/v1/graph/subgraph", h_subgraph, -1, AUTH_TENANT},
+    {"PUT", "/v1/kv/:tier/:key", h_kv_put, -1, AUTH_TENANT},
+    {"GET", "/v1/kv/:tier/:key", h_kv_get, -1, AUTH_TENANT},
+    {"DELETE", "/v1/kv/:tier/:key", h_kv_delete, -1, AUTH_TENANT},
 };
 
 static int g_metric_unmatched = -1;
@@ -120,14 +134,91 @@ static void access_log_write(app *a, const http_request *req, int status, size_t
     pthread_mutex_unlock(&a->access_lock);
 }
 
-/* The tenant a request acts for. With no API keys configured, auth is off
- * and every call acts for "default" (API.md). */
-static const char *router_authenticate(app *a, const http_request *req, http_response *resp)
+/* The bearer token of the request, or NULL. */
+static const char *bearer(const http_request *req, size_t *len)
 {
-    (void)a;
-    (void)req;
-    (void)resp;
-    return "default";
+    const http_header *h = http_find_header(req, "authorization");
+    if (h == NULL || h->value_len < 8 || strncasecmp(h->value, "Bearer ", 7) != 0) {
+        return NULL;
+    }
+    *len = h->value_len - 7;
+    return h->value + 7;
+}
+
+static bool secret_equal(const char *a, size_t alen, const char *b)
+{
+    size_t blen = strlen(b);
+    return alen == blen && CRYPTO_memcmp(a, b, alen) == 0;
+}
+
+/* The tenant a request acts for, written into tenant (STRATA_ID_MAX + 1).
+ * With no admin key and no API keys, auth is off and every call acts for
+ * "default" (API.md; main refuses that mode off loopback). Failures answer
+ * 401 (no or unknown key) or 403 (a key without the right), the same for
+ * every route and user, so they reveal nothing about what exists. */
+static bool router_authenticate(app *a, const route *r, const http_request *req,
+                                http_response *resp, char *tenant)
+{
+    size_t tlen = 0;
+    const char *tok = bearer(req, &tlen);
+    const char *admin = a->settings->admin_key;
+    if (r->auth == AUTH_NONE) {
+        tenant[0] = '\0';
+        return true;
+    }
+    if (r->auth == AUTH_ADMIN) {
+        if (admin == NULL || admin[0] == '\0') {
+            respond_error(resp, 403, "forbidden", "no admin key is configured on this server");
+            return false;
+        }
+        if (tok == NULL) {
+            http_response_header(resp, "WWW-Authenticate", "Bearer");
+            respond_error(resp, 401, "unauthorized", "send the admin key as a Bearer token");
+            return false;
+        }
+        if (!secret_equal(tok, tlen, admin)) {
+            respond_error(resp, 403, "forbidden", "this key may not manage tenants");
+            return false;
+        }
+        tenant[0] = '\0';
+        return true;
+    }
+    bool auth_on = (admin != NULL && admin[0] != '\0') || strata_key_count(a->db) > 0;
+    if (!auth_on) {
+        memcpy(tenant, "default", 8);
+        return true;
+    }
+    if (tok == NULL) {
+        http_response_header(resp, "WWW-Authenticate", "Bearer");
+        respond_error(resp, 401, "unauthorized", "send an API key as a Bearer token");
+        return false;
+    }
+    char key[STRATA_KEY_LEN];
+    char key_id[STRATA_JOB_ID_LEN];
+    if (tlen >= sizeof(key)) {
+        respond_error(resp, 401, "unauthorized", "unknown API key");
+        return false;
+    }
+    memcpy(key, tok, tlen);
+    key[tlen] = '\0';
+    if (strata_key_authenticate(a->db, key, tenant, key_id) != STRATA_OK) {
+        if (admin != NULL && secret_equal(tok, tlen, admin)) {
+            respond_error(resp, 403, "forbidden", "the admin key does not act for a tenant");
+        } else {
+            http_response_header(resp, "WWW-Authenticate", "Bearer");
+            respond_error(resp, 401, "unauthorized", "unknown API key");
+        }
+        return false;
+    }
+    int retry_after = 0;
+    if (a->limiter != NULL && !rate_limiter_take(a->limiter, key_id, &retry_after)) {
+        char ra[16];
+        snprintf(ra, sizeof(ra), "%d", retry_after);
+        http_response_header(resp, "Retry-After", ra);
+        respond_error(resp, 429, "rate_limited", "over the request rate allowed for this key");
+        return false;
+    }
+    return true;
 }
 
 void router_dispatch(void *ctx, const http_request *req, http_response *resp)
@@ -169,8 +260,8 @@ void router_dispatch(void *ctx, const http_request *req, http_response *resp)
         goto done;
     }
     metric = hit->metric;
-    const char *tenant = router_authenticate(a, req, resp);
-    if (tenant == NULL) {
+    char tenant[STRATA_ID_MAX + 1];
+    if (!router_authenticate(a, hit, req, resp, tenant)) {
         goto done;
     }
     req_ctx c = {a, req, &params, tenant, resp};

@@ -33,6 +33,9 @@ typedef struct server_settings {
     char *redis_addrs_owned;
     char *redis_password_owned;
     char *replay_stream_owned;
+    char *admin_key;             /* NULL: no admin key (admin routes refused) */
+    int rate_limit;              /* requests per second per API key, 0 = off */
+    int allow_public_noauth;     /* hidden escape hatch for tests: never set in production */
     char *replay_addrs_owned;
     char *replay_key_owned;
     char *extractor_owned;
@@ -60,8 +63,11 @@ int metrics_route(metrics *m, const char *method, const char *pattern);
 void metrics_observe(metrics *m, int route, int status, uint64_t duration_ns);
 
 /* ---- the application ---------------------------------------------------- */
+typedef struct rate_limiter rate_limiter;
+
 typedef struct app {
     strata_db *db;
+    rate_limiter *limiter;
     metrics *metrics;
     http_server *http;
     server_settings *settings;
@@ -129,6 +135,13 @@ void h_node_delete(req_ctx *c);
 void h_edge_put(req_ctx *c);
 void h_edge_expire(req_ctx *c);
 void h_subgraph(req_ctx *c);
+void h_admin_key_create(req_ctx *c);
+void h_admin_key_list(req_ctx *c);
+void h_admin_key_revoke(req_ctx *c);
+/* Token bucket per key (ratelimit.c): true if allowed; else *retry_after_s. */
+rate_limiter *rate_limiter_create(double per_second);
+void rate_limiter_free(rate_limiter *rl);
+bool rate_limiter_take(rate_limiter *rl, const char *key_id, int *retry_after_s);
 void h_profile_get(req_ctx *c);
 void h_clarification_resolve(req_ctx *c);
 void h_distill(req_ctx *c);
