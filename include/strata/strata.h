@@ -99,7 +99,9 @@ typedef struct strata_config {
     int replay_cluster;              /* 1: the stream lives on a Redis Cluster */
     uint64_t log_first_lsn;          /* internal (restore): first LSN of a new, empty log */
     /* L2 */
-    const char *embedder;            /* "hash" (built-in, default) or "http" */
+    const char *embedder;            /* "hash" (built-in, default), "http" or "minilm" */
+    const char *model_dir;           /* minilm: directory of all-MiniLM-L6-v2's files */
+    int max_len;                     /* minilm: tokens per text, default 256, up to 512 */
     uint32_t embed_dim;              /* hash: default 384; http: 0 = learn from the server */
     const char *embed_url;           /* http: base URL of an OpenAI-compatible server */
     const char *embed_model;         /* http: model name */
@@ -453,6 +455,23 @@ STRATA_API int strata_context(strata_db *db, const char *tenant, const char *ses
  * *records_out (may be NULL) receives the records replayed. */
 STRATA_API int strata_restore(const char *src_dir, const char *dst_dir, int64_t at_s,
                               uint64_t *records_out);
+
+/* ---- tenants and API keys ---------------------------------------------------- */
+#define STRATA_KEY_LEN 72            /* "sk_" + 64 hex digits + NUL fits */
+
+/* Create an API key for tenant. key_out receives the secret, shown only now:
+ * only its SHA-256 is stored. */
+STRATA_API int strata_key_create(strata_db *db, const char *tenant,
+                                 char key_id_out[STRATA_JOB_ID_LEN],
+                                 char key_out[STRATA_KEY_LEN]);
+STRATA_API int strata_key_list(strata_db *db, const char *tenant, strata_strlist **out);
+STRATA_API int strata_key_revoke(strata_db *db, const char *key_id);
+/* The tenant a presented key belongs to; STRATA_ENOTFOUND for an unknown or
+ * revoked key. */
+STRATA_API int strata_key_authenticate(strata_db *db, const char *key,
+                                       char tenant_out[STRATA_ID_MAX + 1],
+                                       char key_id_out[STRATA_JOB_ID_LEN]);
+STRATA_API uint64_t strata_key_count(strata_db *db);
 
 /* Progress of a long operation: done of total units. */
 typedef void (*strata_progress_fn)(void *ctx, uint64_t done, uint64_t total);

@@ -46,6 +46,7 @@
 #include "pipeline/replay_stream.h"
 #include "providers/embed.h"
 #include "providers/llm_http.h"
+#include "providers/embed_minilm.h"
 #include "providers/extract.h"
 
 #define TURN_FLAG_QUEUE_JOB 1u
@@ -1386,8 +1387,18 @@ static int db_embedder_open(const strata_config *cfg, embedder **out)
                                   strata_errmsg());
             }
         }
+    } else if (strcmp(kind, "minilm") == 0) {
+        const char *dir = cfg->model_dir ? cfg->model_dir : "models/all-MiniLM-L6-v2";
+        rc = embedder_minilm_create(dir, cfg->max_len > 0 ? cfg->max_len : 256, &inner);
+        if (rc != STRATA_OK) {
+            /* No model (an offline machine, or not fetched yet): fall back to
+             * the built-in embedder and say so loudly. */
+            slog(SLOG_WARN, "embedder minilm unavailable (%s); using the built-in hashing "
+                            "embedder", strata_errmsg());
+            rc = embedder_hash_create(cfg->embed_dim ? cfg->embed_dim : 384, &inner);
+        }
     } else {
-        return strata_error(STRATA_EINVAL, "embedder must be hash or http");
+        return strata_error(STRATA_EINVAL, "embedder must be hash, http or minilm");
     }
     if (rc != STRATA_OK) {
         embedder_free(inner);

@@ -61,7 +61,7 @@ static const opt_def OPTS[] = {
     {"replay-cluster", OPT_INT, OFF(db.replay_cluster), "0",
      "replay stream: 1 when it lives on a Redis Cluster"},
     {"embedder", OPT_STR, OFF(embedder_owned), "hash",
-     "L2 embedder: hash (built-in, offline) or http (OpenAI-compatible server)"},
+     "L2 embedder: hash (built-in), minilm (all-MiniLM-L6-v2 in C) or http"},
     {"embed-dim", OPT_U32, OFF(db.embed_dim), "384 (hash) / learned (http)",
      "embedding dimension"},
     {"embed-url", OPT_STR, OFF(embed_url_owned), "(none)",
@@ -69,6 +69,9 @@ static const opt_def OPTS[] = {
     {"embed-model", OPT_STR, OFF(embed_model_owned), "text-embedding-3-small",
      "http embedder: model name"},
     {"embed-api-key", OPT_STR, OFF(embed_api_key_owned), "(none)", "http embedder: bearer key"},
+    {"model-dir", OPT_STR, OFF(model_dir_owned), "models/all-MiniLM-L6-v2",
+     "minilm embedder: directory of the model files (scripts/fetch_model.sh)"},
+    {"max-len", OPT_INT, OFF(db.max_len), "256", "minilm embedder: tokens per text (<= 512)"},
     {"hnsw-m", OPT_U32, OFF(db.hnsw_m), "16", "HNSW links per node"},
     {"hnsw-ef-construction", OPT_U32, OFF(db.hnsw_ef_construction), "200",
      "HNSW insertion breadth"},
@@ -376,6 +379,7 @@ int settings_load(server_settings *s, int argc, char **argv, char *err, size_t e
     s->db.embed_url = s->embed_url_owned;
     s->db.embed_model = s->embed_model_owned;
     s->db.embed_api_key = s->embed_api_key_owned;
+    s->db.model_dir = s->model_dir_owned;
     s->db.extractor = s->extractor_owned;
     s->db.l1_backend = s->l1_backend_owned;
     s->db.redis_addrs = s->redis_addrs_owned;
@@ -407,6 +411,7 @@ void settings_free(server_settings *s)
     strata_free(s->embed_url_owned);
     strata_free(s->embed_model_owned);
     strata_free(s->embed_api_key_owned);
+    strata_free(s->model_dir_owned);
     strata_free(s->extractor_owned);
     strata_free(s->l1_backend_owned);
     strata_free(s->redis_addrs_owned);

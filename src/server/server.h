@@ -29,6 +29,7 @@ typedef struct server_settings {
     char *embed_url_owned;
     char *embed_model_owned;
     char *embed_api_key_owned;
+    char *model_dir_owned;
     char *l1_backend_owned;
     char *redis_addrs_owned;
     char *redis_password_owned;
