@@ -44,6 +44,10 @@ static void usage(FILE *out)
             "  graph restore --data-dir SRC --at TS <new-dir>\n"
             "                                           point-in-time restore (offline)\n"
             "  rebuild [--data-dir SRC] <new-dir>       rebuild every tier from the log (offline)\n"
+            "  rebuild --from-redis ADDRS [--redis-cluster] [--stream KEY] <new-dir>\n"
+            "                                           rebuild from the Redis replay stream\n"
+            "  admin key create|list <tenant>           manage API keys (admin key as --api-key)\n"
+            "  admin key revoke <key_id>\n"
             "  kv put <l1|l2|l3> <key> <json>           store a JSON value\n"
             "  kv get <l1|l2|l3> <key>                  fetch a JSON value\n"
             "  kv delete <l1|l2|l3> <key>               remove a value\n\n"
@@ -445,6 +449,21 @@ int main(int argc, char **argv)
         rc = cli_cmd_subgraph(&c, argc, argv);
     } else if (strcmp(cmd, "graph") == 0) {
         rc = cli_cmd_graph(&c, argc, argv);
+    } else if (strcmp(cmd, "admin") == 0 && argc >= 4 && strcmp(argv[1], "key") == 0) {
+        /* The admin key travels as --api-key / STRATA_API_KEY. */
+        cli_path_escape(p1, sizeof(p1), argv[3]);
+        if (strcmp(argv[2], "create") == 0) {
+            snprintf(path, sizeof(path), "/v1/admin/tenants/%s/keys", p1);
+            rc = cli_run(&c, "POST", path, NULL, print_pretty);
+        } else if (strcmp(argv[2], "list") == 0) {
+            snprintf(path, sizeof(path), "/v1/admin/tenants/%s/keys", p1);
+            rc = cli_run(&c, "GET", path, NULL, print_pretty);
+        } else if (strcmp(argv[2], "revoke") == 0) {
+            snprintf(path, sizeof(path), "/v1/admin/keys/%s", p1);
+            rc = cli_run(&c, "DELETE", path, NULL, print_ok);
+        } else {
+            usage(stderr);
+        }
     } else if (strcmp(cmd, "rebuild") == 0) {
         rc = cli_cmd_rebuild(argc, argv);
     } else if (strcmp(cmd, "memory") == 0) {

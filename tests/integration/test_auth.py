@@ -150,3 +150,26 @@ def test_no_keys_mode_refused_off_loopback(tmp_path):
                        timeout=30)
     assert p.returncode != 0
     assert "authentication" in p.stderr
+
+
+def test_cli_admin_keys(authed):
+    cli = os.environ.get("STRATA_CLI", os.path.join(os.path.dirname(tl.STRATAD), "strata"))
+    base = [cli, "--url", authed.url, "--api-key", ADMIN, "--json"]
+    out = subprocess.run(base + ["admin", "key", "create", "acme"], capture_output=True,
+                         text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    import json
+    created = json.loads(out.stdout)
+    out = subprocess.run(base + ["admin", "key", "list", "acme"], capture_output=True,
+                         text=True, timeout=30)
+    assert created["key_id"] in out.stdout
+    out = subprocess.run([cli, "--url", authed.url, "--api-key", created["key"], "turn", "add",
+                          "s1", "--user", "u1", "hello"], capture_output=True, text=True,
+                         timeout=30)
+    assert out.returncode == 0, out.stderr
+    out = subprocess.run(base + ["admin", "key", "revoke", created["key_id"]],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    out = subprocess.run([cli, "--url", authed.url, "--api-key", created["key"], "session",
+                          "show", "s1"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 1 and "401" in out.stderr
