@@ -6,6 +6,7 @@ import json
 import math
 import os
 import shutil
+import time
 
 import pytest
 
@@ -260,3 +261,45 @@ def test_dimension_mismatch_is_a_startup_error(make_server, tmp_path):
     with pytest.raises(Exception):
         srv.start()
     assert "dimension" in srv.log_text()
+
+
+def test_acknowledged_memories_survive_sigkill(make_server):
+    """Writers add memories while the server is killed at random moments:
+    every acknowledged (201) memory is there after each restart."""
+    import random
+    import threading
+    srv = make_server(args=["--fsync", "always"])
+    rnd = random.Random(11)
+    acked = []
+    lock = threading.Lock()
+    for round_ in range(10):
+        stop = threading.Event()
+
+        def writer(n):
+            c = srv.client()
+            i = 0
+            while not stop.is_set():
+                try:
+                    r = add(c, "crash-u%d" % n, "memory %d-%d-%d" % (round_, n, i))
+                except Exception:
+                    return
+                if r.status == 201:
+                    with lock:
+                        acked.append(("crash-u%d" % n, r.json()["id"]))
+                i += 1
+
+        threads = [threading.Thread(target=writer, args=(n,)) for n in range(2)]
+        for t in threads:
+            t.start()
+        time.sleep(rnd.uniform(0.05, 0.3))
+        srv.kill()
+        stop.set()
+        for t in threads:
+            t.join()
+        srv.start()
+        c = srv.client()
+        for uid, mid in acked:
+            r = c.get("/v1/users/%s/memories/%s" % (uid, mid))
+            assert r.status == 200, (round_, uid, mid)
+        c.close()
+    assert len(acked) > 20
