@@ -281,39 +281,6 @@ long aol_record_decode(const uint8_t *buf, size_t len, aol_record *rec)
 /* files                                                                   */
 /* ====================================================================== */
 
-/* Record errno as an I/O failure of `what` on `path`. Always STRATA_EIO, unlike
- * strata_error_errno, because the log contract names EIO for disk failures. */
-static int io_error(const char *what, const char *path)
-{
-    int e = errno;
-    if (e == ENOMEM) {
-        return strata_error(STRATA_ENOMEM, "%s %s: %s", what, path, strerror(e));
-    }
-    return strata_error(STRATA_EIO, "%s %s: %s", what, path, strerror(e));
-}
-
-/* write() all of p, retrying short writes and EINTR. 0 or -1 with errno set. */
-static int write_all(int fd, const void *p, size_t n)
-{
-    const char *c = p;
-    while (n > 0) {
-        ssize_t w = write(fd, c, n);
-        if (w < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            return -1;
-        }
-        if (w == 0) {
-            errno = EIO; /* a regular file never legitimately writes nothing */
-            return -1;
-        }
-        c += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 /* pread() exactly up to n bytes at off; returns bytes read (short only at EOF) or -1. */
 static ssize_t pread_full(int fd, void *p, size_t n, uint64_t off)
 {
@@ -332,38 +299,6 @@ static ssize_t pread_full(int fd, void *p, size_t n, uint64_t off)
         got += (size_t)r;
     }
     return (ssize_t)got;
-}
-
-static int fdatasync_retry(int fd)
-{
-    int r;
-    do {
-        r = fdatasync(fd);
-    } while (r != 0 && errno == EINTR);
-    return r;
-}
-
-/* mkdir -p. */
-static int mkdir_p(const char *dir)
-{
-    char path[PATH_MAX];
-    size_t n = strlen(dir);
-    if (n == 0 || n >= sizeof(path)) {
-        return strata_error(STRATA_EINVAL, "bad directory name");
-    }
-    memcpy(path, dir, n + 1);
-    for (size_t i = 1; i <= n; i++) {
-        if (path[i] != '/' && path[i] != '\0') {
-            continue;
-        }
-        char saved = path[i];
-        path[i] = '\0';
-        if (mkdir(path, 0755) != 0 && errno != EEXIST) {
-            return io_error("cannot create directory", path);
-        }
-        path[i] = saved;
-    }
-    return STRATA_OK;
 }
 
 static void segment_path(const aol *log, uint64_t base, char *out, size_t n)
@@ -434,19 +369,19 @@ static int segment_create(const aol *log, uint64_t base, int *fd_out, uint64_t *
     *fd_out = -1;
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0644);
     if (fd < 0) {
-        return io_error("cannot create log segment", path);
+        return log_io_error("cannot create log segment", path);
     }
     uint8_t h[AOL_SEGMENT_HEADER_BYTES];
     segment_header_encode(h, base, clock_now_ms());
-    if (write_all(fd, h, sizeof(h)) != 0) {
+    if (log_write_all(fd, h, sizeof(h)) != 0) {
         goto fail;
     }
-    if (fdatasync_retry(fd) != 0) {
+    if (log_fdatasync(fd) != 0) {
         goto fail;
     }
     (*n_syncs)++;
     if (fsync(log->dir_fd) != 0) {
-        int rc = io_error("cannot fsync log directory", log->dir);
+        int rc = log_io_error("cannot fsync log directory", log->dir);
         close(fd);
         return rc;
     }
@@ -455,7 +390,7 @@ static int segment_create(const aol *log, uint64_t base, int *fd_out, uint64_t *
     return STRATA_OK;
 
 fail:;
-    int rc = io_error("cannot write log segment header", path);
+    int rc = log_io_error("cannot write log segment header", path);
     close(fd);
     return rc;
 }
@@ -523,7 +458,7 @@ static int seg_reader_fill(seg_reader *r, size_t need)
     size_t n = (size_t)STRATA_MIN((uint64_t)(r->cap - r->end), left);
     ssize_t got = pread_full(r->fd, r->buf + r->end, n, r->read_off);
     if (got < 0) {
-        return io_error("cannot read log segment", r->path);
+        return log_io_error("cannot read log segment", r->path);
     }
     if ((size_t)got < n) {
         r->limit = r->read_off + (uint64_t)got; /* the file is shorter than expected */
@@ -582,7 +517,7 @@ static int segments_list(const aol *log, uint64_t **out, size_t *n_out)
     *n_out = 0;
     DIR *d = opendir(log->dir);
     if (d == NULL) {
-        return io_error("cannot list log directory", log->dir);
+        return log_io_error("cannot list log directory", log->dir);
     }
     uint64_t *v = NULL;
     size_t n = 0;
@@ -609,7 +544,7 @@ static int segments_list(const aol *log, uint64_t **out, size_t *n_out)
         errno = 0;
     }
     if (errno != 0) {
-        rc = io_error("cannot list log directory", log->dir);
+        rc = log_io_error("cannot list log directory", log->dir);
         goto done;
     }
     if (n > 1) {
@@ -644,11 +579,11 @@ static int segment_truncate(const char *path, uint64_t off)
 {
     int fd = open(path, O_WRONLY | O_CLOEXEC);
     if (fd < 0) {
-        return io_error("cannot open log segment", path);
+        return log_io_error("cannot open log segment", path);
     }
     int rc = STRATA_OK;
     if (ftruncate(fd, (off_t)off) != 0 || fsync(fd) != 0) {
-        rc = io_error("cannot truncate log segment", path);
+        rc = log_io_error("cannot truncate log segment", path);
     }
     close(fd);
     return rc;
@@ -674,12 +609,12 @@ static int segment_recover(aol *log, uint64_t name_base, bool is_last, uint64_t 
     seg_reader_init(&r, -1, path, 0);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        return io_error("cannot open log segment", path);
+        return log_io_error("cannot open log segment", path);
     }
     int rc = STRATA_OK;
     struct stat st;
     if (fstat(fd, &st) != 0) {
-        rc = io_error("cannot stat log segment", path);
+        rc = log_io_error("cannot stat log segment", path);
         goto done;
     }
     uint64_t size = (uint64_t)st.st_size;
@@ -688,7 +623,7 @@ static int segment_recover(aol *log, uint64_t name_base, bool is_last, uint64_t 
     uint64_t base = 0;
     ssize_t got = pread_full(fd, h, sizeof(h), 0);
     if (got < 0) {
-        rc = io_error("cannot read log segment", path);
+        rc = log_io_error("cannot read log segment", path);
         goto done;
     }
     if ((size_t)got < sizeof(h) || !segment_header_valid(h, &base)) {
@@ -794,7 +729,7 @@ static int aol_recover(aol *log, aol_open_info *info)
             segment_path(log, bases[i], path, sizeof(path));
             slog(SLOG_WARN, "log segment %s: torn header, recreating it", path);
             if (unlink(path) != 0) {
-                rc = io_error("cannot remove torn log segment", path);
+                rc = log_io_error("cannot remove torn log segment", path);
                 goto done;
             }
             create_base = bases[i];
@@ -820,13 +755,13 @@ static int aol_recover(aol *log, aol_open_info *info)
         segment_path(log, log->segs[log->n_segs - 1].base_lsn, path, sizeof(path));
         log->fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
         if (log->fd < 0) {
-            rc = io_error("cannot open log segment", path);
+            rc = log_io_error("cannot open log segment", path);
             goto done;
         }
         /* What we just read may have been only in the page cache (the previous
          * process was killed): make it durable so durable_lsn tells the truth. */
-        if (!cut && fdatasync_retry(log->fd) != 0) {
-            rc = io_error("cannot fdatasync log segment", path);
+        if (!cut && log_fdatasync(log->fd) != 0) {
+            rc = log_io_error("cannot fdatasync log segment", path);
             goto done;
         }
     }
@@ -898,13 +833,13 @@ static void flush_locked(aol *log, bool do_sync)
     bool synced = false;
     int new_fd = -1;
     uint64_t n_syncs = 0;
-    if (batch.len > 0 && write_all(fd, batch.data, batch.len) != 0) {
+    if (batch.len > 0 && log_write_all(fd, batch.data, batch.len) != 0) {
         snprintf(msg, sizeof(msg), "write to log segment failed: %s", strerror(errno));
     } else {
         wrote = true;
     }
     if (wrote && (need_sync || rotate)) {
-        if (fdatasync_retry(fd) != 0) {
+        if (log_fdatasync(fd) != 0) {
             snprintf(msg, sizeof(msg), "fdatasync of log segment failed: %s", strerror(errno));
         } else {
             synced = true;
@@ -992,7 +927,7 @@ static void *sync_thread_main(void *arg)
             continue;
         }
         pthread_mutex_unlock(&log->lock);
-        int ok = fdatasync_retry(fd) == 0;
+        int ok = log_fdatasync(fd) == 0;
         char msg[200];
         snprintf(msg, sizeof(msg), "background fdatasync of the log failed: %s",
                  strerror(errno));
@@ -1116,13 +1051,13 @@ int aol_open(const aol_options *opts, aol **out, aol_open_info *info)
     if (rc != STRATA_OK) {
         goto fail;
     }
-    rc = mkdir_p(log->dir);
+    rc = log_mkdir_p(log->dir);
     if (rc != STRATA_OK) {
         goto fail;
     }
     log->dir_fd = open(log->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (log->dir_fd < 0) {
-        rc = io_error("cannot open log directory", log->dir);
+        rc = log_io_error("cannot open log directory", log->dir);
         goto fail;
     }
     /* Two writers on one log would interleave LSNs; flock is per open file
@@ -1131,7 +1066,7 @@ int aol_open(const aol_options *opts, aol **out, aol_open_info *info)
         if (errno == EWOULDBLOCK) {
             rc = strata_error(STRATA_EBUSY, "log directory %s is in use", log->dir);
         } else {
-            rc = io_error("cannot lock log directory", log->dir);
+            rc = log_io_error("cannot lock log directory", log->dir);
         }
         goto fail;
     }
@@ -1362,7 +1297,7 @@ int aol_replay(aol *log, uint64_t after_lsn, aol_replay_fn cb, void *ctx)
         segment_path(log, segs[i].base_lsn, path, sizeof(path));
         int fd = open(path, O_RDONLY | O_CLOEXEC);
         if (fd < 0) {
-            rc = io_error("cannot open log segment", path);
+            rc = log_io_error("cannot open log segment", path);
             break;
         }
         seg_reader r;
@@ -1445,12 +1380,12 @@ int aol_drop_segments(aol *log, uint64_t keep_after_lsn, int64_t older_than_ms,
         char path[PATH_MAX];
         segment_path(log, bases[removed], path, sizeof(path));
         if (unlink(path) != 0 && errno != ENOENT) {
-            rc = io_error("cannot remove log segment", path);
+            rc = log_io_error("cannot remove log segment", path);
             break;
         }
     }
     if (removed > 0 && fsync(log->dir_fd) != 0 && rc == STRATA_OK) {
-        rc = io_error("cannot fsync log directory", log->dir);
+        rc = log_io_error("cannot fsync log directory", log->dir);
     }
 
     pthread_mutex_lock(&log->lock);

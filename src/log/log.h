@@ -179,6 +179,17 @@ long aol_record_decode(const uint8_t *buf, size_t len, aol_record *rec);
 int aol_record_encode(sbuf *out, uint64_t lsn, int64_t ts_ms, uint8_t type, const char *tenant,
                       size_t tenant_len, const void *payload, size_t payload_len);
 
+/* ---- file helpers shared by aol.c and snap.c (fileio.c) ----------------- */
+/* A failed system call as STRATA_EIO (or ENOMEM) with errno's text. */
+int log_io_error(const char *what, const char *path);
+/* write() all of p, retrying short writes and EINTR: 0, or -1 with errno. */
+int log_write_all(int fd, const void *p, size_t n);
+/* fdatasync, retried on EINTR: 0 or -1 with errno. */
+int log_fdatasync(int fd);
+int log_mkdir_p(const char *dir);
+/* fsync a directory so entries created or renamed in it are durable. */
+int log_fsync_dir(const char *dir);
+
 /* ---- snapshots (snap.c) ------------------------------------------------ */
 /*
  * Snapshot file snap/<tier>-<lsn>.snap:

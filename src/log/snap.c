@@ -78,35 +78,6 @@ static bool tier_valid(const char *tier)
     return true;
 }
 
-/* Always STRATA_EIO (or ENOMEM) for a failed system call, with errno's text. */
-static int io_error(const char *what, const char *path)
-{
-    int e = errno;
-    return strata_error(e == ENOMEM ? STRATA_ENOMEM : STRATA_EIO, "%s %s: %s", what, path,
-                        strerror(e));
-}
-
-static int write_all(int fd, const void *p, size_t n)
-{
-    const char *c = p;
-    while (n > 0) {
-        ssize_t w = write(fd, c, n);
-        if (w < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            return -1;
-        }
-        if (w == 0) {
-            errno = EIO;
-            return -1;
-        }
-        c += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 static int pwrite_all(int fd, const void *p, size_t n, off_t off)
 {
     const char *c = p;
@@ -127,39 +98,6 @@ static int pwrite_all(int fd, const void *p, size_t n, off_t off)
         off += w;
     }
     return 0;
-}
-
-static int mkdir_p(const char *dir)
-{
-    char path[PATH_MAX];
-    size_t n = strlen(dir);
-    if (n == 0 || n >= sizeof(path)) {
-        return strata_error(STRATA_EINVAL, "bad snapshot directory name");
-    }
-    memcpy(path, dir, n + 1);
-    for (size_t i = 1; i <= n; i++) {
-        if (path[i] != '/' && path[i] != '\0') {
-            continue;
-        }
-        char saved = path[i];
-        path[i] = '\0';
-        if (mkdir(path, 0755) != 0 && errno != EEXIST) {
-            return io_error("cannot create directory", path);
-        }
-        path[i] = saved;
-    }
-    return STRATA_OK;
-}
-
-static int fsync_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) {
-        return io_error("cannot open snapshot directory", dir);
-    }
-    int rc = fsync(fd) == 0 ? STRATA_OK : io_error("cannot fsync snapshot directory", dir);
-    close(fd);
-    return rc;
 }
 
 /* "<dir>/<prefix><tier>-<lsn 20 digits><suffix>", strata_malloc'ed. */
@@ -212,7 +150,7 @@ static int snap_list(const char *dir, const char *tier, uint64_t **out, size_t *
     *n_out = 0;
     DIR *d = opendir(dir);
     if (d == NULL) {
-        return errno == ENOENT ? STRATA_OK : io_error("cannot list snapshot directory", dir);
+        return errno == ENOENT ? STRATA_OK : log_io_error("cannot list snapshot directory", dir);
     }
     uint64_t *v = NULL;
     size_t n = 0;
@@ -239,7 +177,7 @@ static int snap_list(const char *dir, const char *tier, uint64_t **out, size_t *
         errno = 0;
     }
     if (errno != 0) {
-        rc = io_error("cannot list snapshot directory", dir);
+        rc = log_io_error("cannot list snapshot directory", dir);
         goto done;
     }
     if (n > 1) {
@@ -286,7 +224,7 @@ int snap_begin(const char *snap_dir, const char *tier, uint64_t lsn, snap_writer
         return strata_error(STRATA_EINVAL, "snap_begin: bad directory or tier name (1..%d of "
                             "[A-Za-z0-9_])", SNAP_TIER_MAX);
     }
-    int rc = mkdir_p(snap_dir);
+    int rc = log_mkdir_p(snap_dir);
     if (rc != STRATA_OK) {
         return rc;
     }
@@ -307,13 +245,13 @@ int snap_begin(const char *snap_dir, const char *tier, uint64_t lsn, snap_writer
     }
     w->fd = open(w->tmp_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (w->fd < 0) {
-        rc = io_error("cannot create snapshot", w->tmp_path);
+        rc = log_io_error("cannot create snapshot", w->tmp_path);
         goto fail;
     }
     /* Placeholder header; the real one needs the body length and CRC. */
     uint8_t zeros[SNAP_HEADER_BYTES] = {0};
-    if (write_all(w->fd, zeros, sizeof(zeros)) != 0) {
-        rc = io_error("cannot write snapshot", w->tmp_path);
+    if (log_write_all(w->fd, zeros, sizeof(zeros)) != 0) {
+        rc = log_io_error("cannot write snapshot", w->tmp_path);
         goto fail;
     }
     *out = w;
@@ -326,8 +264,8 @@ fail:
 
 static int snap_flush(snap_writer *w)
 {
-    if (w->wlen > 0 && write_all(w->fd, w->wbuf, w->wlen) != 0) {
-        return io_error("cannot write snapshot", w->tmp_path);
+    if (w->wlen > 0 && log_write_all(w->fd, w->wbuf, w->wlen) != 0) {
+        return log_io_error("cannot write snapshot", w->tmp_path);
     }
     w->wlen = 0;
     return STRATA_OK;
@@ -353,8 +291,8 @@ int snap_write(snap_writer *w, const void *data, size_t len)
     if (rc == STRATA_OK && len < SNAP_WBUF_BYTES) {
         memcpy(w->wbuf, data, len);
         w->wlen = len;
-    } else if (rc == STRATA_OK && write_all(w->fd, data, len) != 0) {
-        rc = io_error("cannot write snapshot", w->tmp_path);
+    } else if (rc == STRATA_OK && log_write_all(w->fd, data, len) != 0) {
+        rc = log_io_error("cannot write snapshot", w->tmp_path);
     }
     w->rc = rc;
     return rc;
@@ -390,26 +328,26 @@ int snap_commit(snap_writer *w)
     uint8_t h[SNAP_HEADER_BYTES];
     snap_header_encode(h, w->tier, w->lsn, w->body_len, w->body_crc);
     if (pwrite_all(w->fd, h, sizeof(h), 0) != 0) {
-        rc = io_error("cannot write snapshot header", w->tmp_path);
+        rc = log_io_error("cannot write snapshot header", w->tmp_path);
         goto fail;
     }
     if (fdatasync(w->fd) != 0) {
-        rc = io_error("cannot fdatasync snapshot", w->tmp_path);
+        rc = log_io_error("cannot fdatasync snapshot", w->tmp_path);
         goto fail;
     }
     if (close(w->fd) != 0) {
         w->fd = -1;
-        rc = io_error("cannot close snapshot", w->tmp_path);
+        rc = log_io_error("cannot close snapshot", w->tmp_path);
         goto fail;
     }
     w->fd = -1;
     if (rename(w->tmp_path, w->final_path) != 0) {
-        rc = io_error("cannot rename snapshot to", w->final_path);
+        rc = log_io_error("cannot rename snapshot to", w->final_path);
         goto fail;
     }
     /* The rename is not durable until the directory is; the file is in place,
      * so from here on there is no temporary file to remove. */
-    rc = fsync_dir(w->dir);
+    rc = log_fsync_dir(w->dir);
     strata_free(w->tmp_path);
     w->tmp_path = NULL;
     snap_abort(w);
@@ -509,13 +447,13 @@ static int read_file(const char *path, uint8_t **out, size_t *len_out)
     *len_out = 0;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        return io_error("cannot open snapshot", path);
+        return log_io_error("cannot open snapshot", path);
     }
     int rc = STRATA_OK;
     uint8_t *buf = NULL;
     struct stat st;
     if (fstat(fd, &st) != 0) {
-        rc = io_error("cannot stat snapshot", path);
+        rc = log_io_error("cannot stat snapshot", path);
         goto done;
     }
     if (st.st_size < 0 || (uint64_t)st.st_size >= SIZE_MAX) {
@@ -536,7 +474,7 @@ static int read_file(const char *path, uint8_t **out, size_t *len_out)
             continue;
         }
         if (r < 0) {
-            rc = io_error("cannot read snapshot", path);
+            rc = log_io_error("cannot read snapshot", path);
             goto done;
         }
         if (r == 0) {
@@ -655,7 +593,7 @@ int snap_prune(const char *snap_dir, const char *tier, unsigned keep)
             break;
         }
         if (unlink(path) != 0 && errno != ENOENT) {
-            rc = io_error("cannot remove snapshot", path);
+            rc = log_io_error("cannot remove snapshot", path);
             strata_free(path);
             break;
         }
@@ -663,7 +601,7 @@ int snap_prune(const char *snap_dir, const char *tier, unsigned keep)
         removed++;
     }
     if (removed > 0) {
-        int frc = fsync_dir(snap_dir);
+        int frc = log_fsync_dir(snap_dir);
         if (rc == STRATA_OK) {
             rc = frc;
         }
