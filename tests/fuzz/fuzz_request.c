@@ -13,6 +13,7 @@
 #include "server/server.h"
 
 static app g_app;
+static server_settings g_settings; /* no admin key, no API keys: auth off, as on loopback */
 static char g_dir[64];
 
 static void cleanup(void)
@@ -44,6 +45,7 @@ static void setup(void)
     if (strata_db_open(&cfg, &g_app.db, NULL) != STRATA_OK) {
         abort();
     }
+    g_app.settings = &g_settings;
     g_app.metrics = metrics_create();
     router_init(&g_app);
     pthread_mutex_init(&g_app.access_lock, NULL);
