@@ -1439,6 +1439,48 @@ static int db_replay_cb(void *ctx, const aol_record *rec)
  * flush. New records must never reuse LSNs a snapshot covers, or the next
  * recovery would skip them: pad the log with no-op records up to the newest
  * snapshot's LSN. A gap too large to be a lost tail is refused. */
+/* A collection keeps the embedder it was built with: vectors of two models
+ * of the same dimension would mix silently. The model's name is kept in
+ * <data>/l2.model; a non-empty collection refuses another model. */
+static int db_check_embedder_model(strata_db *db)
+{
+    char *path = db_path_join(db->data_dir, "l2.model");
+    if (path == NULL) {
+        return STRATA_ENOMEM;
+    }
+    char stored[128] = "";
+    FILE *f = fopen(path, "r");
+    if (f != NULL) {
+        if (fgets(stored, sizeof(stored), f) == NULL) {
+            stored[0] = '\0';
+        }
+        fclose(f);
+        stored[strcspn(stored, "\n")] = '\0';
+    }
+    l2_stats st;
+    db->l2->ops->stats(db->l2, &st);
+    const char *model = db->embedder->model;
+    int rc = STRATA_OK;
+    if (stored[0] != '\0' && strcmp(stored, model) != 0 && st.memories > 0) {
+        rc = strata_error(STRATA_EINVAL,
+                          "the L2 collection was embedded with %s but the embedder is %s; "
+                          "configure the embedder it was built with",
+                          stored, model);
+    } else if (strcmp(stored, model) != 0) {
+        f = fopen(path, "w");
+        if (f == NULL) {
+            rc = strata_error_errno("cannot write", path);
+        } else {
+            int w = fprintf(f, "%s\n", model);
+            if (fclose(f) != 0 || w < 0) {
+                rc = strata_error_errno("cannot write", path);
+            }
+        }
+    }
+    strata_free(path);
+    return rc;
+}
+
 static uint64_t db_snapshot_max(const strata_db *db)
 {
     return STRATA_MAX(STRATA_MAX(STRATA_MAX(db->snap_lsn_l1, db->snap_lsn_l2),
@@ -1596,6 +1638,7 @@ int strata_db_open(const strata_config *cfg, strata_db **out, strata_recovery_in
         goto fail;
     }
     rc = db_catch_up_log(db, linfo.last_lsn);
+    rc = rc ? rc : db_check_embedder_model(db);
     if (rc != STRATA_OK) {
         goto fail;
     }

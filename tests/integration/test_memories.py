@@ -303,3 +303,27 @@ def test_acknowledged_memories_survive_sigkill(make_server):
             assert r.status == 200, (round_, uid, mid)
         c.close()
     assert len(acked) > 20
+
+
+def test_collection_refuses_another_embedder(make_server):
+    """A collection built with one embedder refuses another of the same
+    dimension (vectors would mix silently); the model missing falls back to
+    the built-in embedder, which then matches."""
+    root = os.environ.get("STRATA_SOURCE_DIR",
+                          os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
+    model = os.path.join(root, "models", "all-MiniLM-L6-v2")
+    srv = make_server()
+    c = srv.client()
+    assert add(c, "u1", "User likes tea").status == 201
+    c.close()
+    srv.stop()
+    srv.args += ["--embedder", "minilm", "--model-dir", "/nonexistent/model"]
+    srv.start()  # no model: falls back to the hashing embedder, same collection
+    assert "falls back" in srv.log_text() or "hashing" in srv.log_text()
+    srv.stop()
+    if not os.path.isfile(os.path.join(model, "model.safetensors")):
+        pytest.skip("no MiniLM model fetched (scripts/fetch_model.sh)")
+    srv.args[-1] = model
+    with pytest.raises(Exception):
+        srv.start()
+    assert "embedded with" in srv.log_text()
