@@ -74,8 +74,14 @@ static void print_tree_node(json_t *nodes, json_t *edges, int idx, char *seen, i
         printf("%s%s%s[%s%s]%s %s (%s)\n", prefix, "└─", out ? "" : "←", type, weight,
                out ? "→" : "─", json_string_value(json_object_get(on, "id")),
                json_string_value(json_object_get(on, "label")));
+        /* Indent one level more; deep trees stop growing the indent. */
         char deeper[256];
-        snprintf(deeper, sizeof(deeper), "%s   ", prefix);
+        size_t pl = strlen(prefix);
+        if (pl + 4 > sizeof(deeper)) {
+            pl = sizeof(deeper) - 4;
+        }
+        memcpy(deeper, prefix, pl);
+        memcpy(deeper + pl, "   ", 4);
         print_tree_node(nodes, edges, other, seen, depth + 1, deeper);
     }
 }
