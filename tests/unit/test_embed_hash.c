@@ -151,8 +151,7 @@ TEST(unit_norm)
     ASSERT_OK(embedder_hash_create(384, &e));
     const char *texts[] = {
         "x", "hello", "User loves hiking in the mountains", "payment card declined",
-        "\xE6\x97\xA5\xE6\x9C\xAC\xE8\xAA\x9E\xE3\x81\xAE"
-        "\xE3\x83\x86\xE3\x82\xAD\xE3\x82\xB9\xE3\x83\x88",
+        "\xE6\x97\xA5\xE6\x9C\xAC\xE8\xAA\x9E\xE3\x81\xAE\xE3\x83\x86\xE3\x82\xAD\xE3\x82\xB9\xE3\x83\x88",
         "na\xC3\xAFve caf\xC3\xA9 \xF0\x9F\x98\x80", "\xFF\xFE\xFD invalid bytes \x80",
         "repeat repeat repeat repeat repeat repeat repeat repeat repeat repeat repeat",
     };
