@@ -484,6 +484,14 @@ STRATA_API int strata_rebuild(const char *src_dir, const char *dst_dir,
                               strata_progress_fn progress, void *progress_ctx,
                               uint64_t *records_out);
 
+/* Switch a collection to another embedder: rebuild src_dir into the new,
+ * empty dst_dir like strata_rebuild, embedding every memory's content again
+ * with the embedder described by embedder_cfg (its embedder, embed_* and
+ * model_dir/max_len fields). Needs the whole log (LSN 1 onwards). */
+STRATA_API int strata_reembed(const char *src_dir, const char *dst_dir,
+                              const strata_config *embedder_cfg, strata_progress_fn progress,
+                              void *progress_ctx, uint64_t *records_out);
+
 /* strata_rebuild from the Redis Streams replay log instead of the files:
  * addrs is "host:port[,host:port...]", key NULL for the default. Records keep
  * their LSNs (duplicates dropped, gaps from trimming filled with no-ops). */

@@ -33,5 +33,6 @@ int cli_cmd_edge(cli *c, int argc, char **argv);
 int cli_cmd_subgraph(cli *c, int argc, char **argv);
 int cli_cmd_graph(cli *c, int argc, char **argv);
 int cli_cmd_rebuild(int argc, char **argv);
+int cli_cmd_reembed(int argc, char **argv);
 
 #endif /* STRATA_CLI_H */

@@ -387,3 +387,40 @@ int cli_cmd_rebuild(int argc, char **argv)
     printf("rebuilt %s into %s: %llu records replayed\n", src, dst, (unsigned long long)records);
     return 0;
 }
+
+/* strata reembed [--data-dir SRC] --embedder E [--model-dir M] [--embed-dim N]
+ *                [--embed-url U --embed-model M] <new-dir> */
+int cli_cmd_reembed(int argc, char **argv)
+{
+    const char *src = flag_value(argc, argv, 1, "--data-dir");
+    const char *dst = argv[argc - 1];
+    strata_config cfg;
+    strata_config_init(&cfg);
+    cfg.embedder = flag_value(argc, argv, 1, "--embedder");
+    cfg.model_dir = flag_value(argc, argv, 1, "--model-dir");
+    cfg.embed_url = flag_value(argc, argv, 1, "--embed-url");
+    cfg.embed_model = flag_value(argc, argv, 1, "--embed-model");
+    const char *dim = flag_value(argc, argv, 1, "--embed-dim");
+    cfg.embed_dim = dim ? (uint32_t)strtoul(dim, NULL, 10) : 0;
+    if (src == NULL) {
+        src = "./data";
+    }
+    if (argc < 4 || cfg.embedder == NULL || dst[0] == '-' || dst == cfg.embedder) {
+        fprintf(stderr, "usage: strata reembed [--data-dir SRC] --embedder hash|minilm|http "
+                        "[--model-dir M] [--embed-dim N] [--embed-url U --embed-model M] "
+                        "<new-dir>\n");
+        return 2;
+    }
+    uint64_t n = 0;
+    int rc = strata_reembed(src, dst, &cfg, isatty(2) ? print_progress : NULL, NULL, &n);
+    if (isatty(2)) {
+        fprintf(stderr, "\n");
+    }
+    if (rc != STRATA_OK) {
+        fprintf(stderr, "strata: reembed failed: %s\n", strata_errmsg());
+        return 1;
+    }
+    printf("re-embedded %s into %s with %s: %llu records replayed\n", src, dst, cfg.embedder,
+           (unsigned long long)n);
+    return 0;
+}

@@ -46,6 +46,8 @@ static void usage(FILE *out)
             "  rebuild [--data-dir SRC] <new-dir>       rebuild every tier from the log (offline)\n"
             "  rebuild --from-redis ADDRS [--redis-cluster] [--stream KEY] <new-dir>\n"
             "                                           rebuild from the Redis replay stream\n"
+            "  reembed [--data-dir SRC] --embedder hash|minilm|http [...] <new-dir>\n"
+            "                                           move a collection to another embedder\n"
             "  admin key create|list <tenant>           manage API keys (admin key as --api-key)\n"
             "  admin key revoke <key_id>\n"
             "  kv put <l1|l2|l3> <key> <json>           store a JSON value\n"
@@ -464,6 +466,8 @@ int main(int argc, char **argv)
         } else {
             usage(stderr);
         }
+    } else if (strcmp(cmd, "reembed") == 0) {
+        rc = cli_cmd_reembed(argc, argv);
     } else if (strcmp(cmd, "rebuild") == 0) {
         rc = cli_cmd_rebuild(argc, argv);
     } else if (strcmp(cmd, "memory") == 0) {

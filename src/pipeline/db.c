@@ -1356,14 +1356,52 @@ static int db_l2_snapshot_load(void *tier, const void *data, size_t len)
 }
 
 /* Open the configured embedder, wrapped in the content-hash cache. */
-static int db_embedder_open(const strata_config *cfg, embedder **out)
+/* "auto": follow the collection's recorded model (data/l2.model) so an
+ * existing collection keeps its embedder; a new one gets the neural embedder
+ * when its model is present, else the built-in hashing one. */
+static const char *db_embedder_auto(const strata_config *cfg, const char *data_dir,
+                                    uint32_t *dim_out)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/l2.model", data_dir);
+    char stored[128] = "";
+    FILE *f = fopen(path, "r");
+    if (f != NULL) {
+        if (fgets(stored, sizeof(stored), f) == NULL) {
+            stored[0] = '\0';
+        }
+        fclose(f);
+        stored[strcspn(stored, "\n")] = '\0';
+    }
+    if (strncmp(stored, "hash-v1-", 8) == 0) {
+        *dim_out = (uint32_t)strtoul(stored + 8, NULL, 10);
+        return "hash";
+    }
+    if (strcmp(stored, "all-MiniLM-L6-v2") == 0) {
+        return "minilm";
+    }
+    if (stored[0] != '\0') {
+        return "http"; /* fails clearly below unless embed_url is configured */
+    }
+    snprintf(path, sizeof(path), "%s/model.safetensors",
+             cfg->model_dir ? cfg->model_dir : "models/all-MiniLM-L6-v2");
+    return access(path, R_OK) == 0 ? "minilm" : "hash";
+}
+
+static int db_embedder_open(const strata_config *cfg, const char *data_dir, embedder **out)
 {
     *out = NULL;
     embedder *inner = NULL;
     const char *kind = cfg->embedder ? cfg->embedder : "hash";
+    uint32_t auto_dim = 0;
+    if (strcmp(kind, "auto") == 0) {
+        kind = db_embedder_auto(cfg, data_dir, &auto_dim);
+        slog(SLOG_INFO, "embedder auto: using %s", kind);
+    }
     int rc;
     if (strcmp(kind, "hash") == 0) {
-        rc = embedder_hash_create(cfg->embed_dim ? cfg->embed_dim : 384, &inner);
+        uint32_t dim = cfg->embed_dim ? cfg->embed_dim : auto_dim;
+        rc = embedder_hash_create(dim ? dim : 384, &inner);
     } else if (strcmp(kind, "http") == 0) {
         if (cfg->embed_url == NULL || cfg->embed_url[0] == '\0') {
             return strata_error(STRATA_EINVAL, "embedder http needs embed_url");
@@ -1398,7 +1436,7 @@ static int db_embedder_open(const strata_config *cfg, embedder **out)
             rc = embedder_hash_create(cfg->embed_dim ? cfg->embed_dim : 384, &inner);
         }
     } else {
-        return strata_error(STRATA_EINVAL, "embedder must be hash, http or minilm");
+        return strata_error(STRATA_EINVAL, "embedder must be auto, hash, http or minilm");
     }
     if (rc != STRATA_OK) {
         embedder_free(inner);
@@ -1564,7 +1602,7 @@ int strata_db_open(const strata_config *cfg, strata_db **out, strata_recovery_in
     if (rc != STRATA_OK) {
         goto fail;
     }
-    rc = db_embedder_open(cfg, &db->embedder);
+    rc = db_embedder_open(cfg, db->data_dir, &db->embedder);
     if (rc != STRATA_OK) {
         goto fail;
     }

@@ -261,3 +261,58 @@ int strata_memory_search(strata_db *db, const char *tenant, const char *user_id,
     strata_free(qvec);
     return rc;
 }
+
+/* Rewrite an AOL_MEM_ADD payload with the vector of its content under
+ * another embedder (strata reembed): every field is kept but dim and vector. */
+int db_mem_add_reembed(embedder *e, const uint8_t *p, size_t n, sbuf *out)
+{
+    wire_reader r;
+    wire_reader_init(&r, p, n);
+    size_t ulen;
+    size_t clen;
+    const char *user = wire_get_bytes(&r, &ulen);
+    uint8_t type = wire_get_u8(&r);
+    const char *content = wire_get_bytes(&r, &clen);
+    double importance = wire_get_f64(&r);
+    int64_t ts = wire_get_i64(&r);
+    uint32_t n_prov = wire_get_u32(&r);
+    size_t prov_start = r.off;
+    for (uint32_t i = 0; i < n_prov && !r.err; i++) {
+        size_t pl;
+        wire_get_bytes(&r, &pl);
+    }
+    size_t prov_end = r.off;
+    wire_get_u32(&r); /* old dim */
+    size_t vlen;
+    wire_get_bytes(&r, &vlen);
+    if (r.err || user == NULL || content == NULL || n_prov > L2_PROVENANCE_MAX) {
+        return strata_error(STRATA_ECORRUPT, "malformed memory record");
+    }
+    size_t trailer = r.off; /* optional distillation trailer: copied as is */
+    float *vec = strata_malloc((size_t)e->dim * sizeof(float));
+    if (vec == NULL) {
+        return STRATA_ENOMEM;
+    }
+    const char *texts[1] = {content};
+    size_t lens[1] = {clen};
+    int rc = embedder_embed(e, texts, lens, 1, vec);
+    rc = rc ? rc : wire_put_bytes(out, user, ulen);
+    rc = rc ? rc : wire_put_u8(out, type);
+    rc = rc ? rc : wire_put_bytes(out, content, clen);
+    rc = rc ? rc : wire_put_f64(out, importance);
+    rc = rc ? rc : wire_put_i64(out, ts);
+    rc = rc ? rc : wire_put_u32(out, n_prov);
+    rc = rc ? rc : sbuf_append(out, p + prov_start, prov_end - prov_start);
+    rc = rc ? rc : wire_put_u32(out, e->dim);
+    rc = rc ? rc : wire_put_u32(out, e->dim * 4);
+    for (uint32_t i = 0; rc == STRATA_OK && i < e->dim; i++) {
+        uint32_t u;
+        memcpy(&u, &vec[i], 4);
+        uint8_t le[4];
+        wire_le32(le, u);
+        rc = sbuf_append(out, le, 4);
+    }
+    rc = rc ? rc : sbuf_append(out, p + trailer, n - trailer);
+    strata_free(vec);
+    return rc;
+}

@@ -189,6 +189,8 @@ int db_memory_add(strata_db *db, const char *tenant, const char *user_id,
                   strata_memory_type type, const char *content, size_t content_len,
                   float importance, const char *const *provenance, size_t n_provenance,
                   const distill_entry *distill, strata_memory **out);
+/* An AOL_MEM_ADD payload re-embedded with e (memories.c). */
+int db_mem_add_reembed(embedder *e, const uint8_t *p, size_t n, sbuf *out);
 /* A memory as API.md's JSON object (recall.c). */
 int memory_json(sbuf *b, const strata_memory *m, bool with_score);
 /* lower case, words joined by '-' (node id slugs). */

@@ -71,6 +71,7 @@ typedef struct scan2 {
     uint64_t total;                  /* records to apply, for progress */
     strata_progress_fn progress;
     void *progress_ctx;
+    bool reembed;                    /* re-embed memory records with db's embedder */
 } scan2;
 
 static int scan2_cb(void *ctx, const aol_record *rec)
@@ -85,6 +86,19 @@ static int scan2_cb(void *ctx, const aol_record *rec)
     s->applied++;
     if (s->progress != NULL && (s->applied % 10000 == 0 || s->applied == s->total)) {
         s->progress(s->progress_ctx, s->applied, s->total);
+    }
+    if (s->reembed && rec->type == AOL_MEM_ADD) {
+        sbuf payload;
+        sbuf_init(&payload, AOL_MAX_PAYLOAD);
+        int rc = db_mem_add_reembed(s->db->embedder, rec->payload, rec->payload_len, &payload);
+        if (rc == STRATA_OK) {
+            aol_record copy = *rec;
+            copy.payload = (const uint8_t *)payload.data;
+            copy.payload_len = payload.len;
+            rc = db_append_raw(s->db, &copy);
+        }
+        sbuf_free(&payload);
+        return rc;
     }
     return db_append_raw(s->db, rec);
 }
@@ -177,7 +191,8 @@ static bool dir_is_empty_or_absent(const char *path)
 }
 
 static int restore_impl(const char *src_dir, const char *dst_dir, int64_t at_s,
-                        strata_progress_fn progress, void *progress_ctx, uint64_t *records_out)
+                        const strata_config *embed_cfg, strata_progress_fn progress,
+                        void *progress_ctx, uint64_t *records_out)
 {
     if (records_out != NULL) {
         *records_out = 0;
@@ -200,6 +215,12 @@ static int restore_impl(const char *src_dir, const char *dst_dir, int64_t at_s,
     }
     uint64_t hi = s1.cut_lsn ? s1.cut_lsn : s1.last_lsn + 1;
     uint64_t base = 0;
+    if (embed_cfg != NULL && first_lsn > 1) {
+        return strata_error(STRATA_EUNSUPPORTED,
+                            "re-embedding needs the whole log, and %s's starts at LSN %" PRIu64
+                            " (older segments were dropped by retention)",
+                            src_dir, first_lsn);
+    }
     if (first_lsn > 1 || first_lsn == 0) {
         uint64_t lo = first_lsn ? first_lsn - 1 : 0;
         base = find_base(snap_dir, lo, first_lsn ? hi : UINT64_MAX);
@@ -234,6 +255,16 @@ static int restore_impl(const char *src_dir, const char *dst_dir, int64_t at_s,
     cfg.background = 0;
     cfg.fsync = STRATA_FSYNC_NO;
     cfg.embed_dim = s1.dim;
+    if (embed_cfg != NULL) {
+        /* The new embedder decides the dimension of the new collection. */
+        cfg.embedder = embed_cfg->embedder;
+        cfg.embed_dim = embed_cfg->embed_dim;
+        cfg.embed_url = embed_cfg->embed_url;
+        cfg.embed_model = embed_cfg->embed_model;
+        cfg.embed_api_key = embed_cfg->embed_api_key;
+        cfg.model_dir = embed_cfg->model_dir;
+        cfg.max_len = embed_cfg->max_len;
+    }
     /* The source's L1 settings shape replayed state (buffer trimming, which
      * turns a consolidation takes): the same environment variables as the
      * server's settings let an operator match a non-default source. */
@@ -251,7 +282,8 @@ static int restore_impl(const char *src_dir, const char *dst_dir, int64_t at_s,
         return rc;
     }
     uint64_t end = s1.cut_lsn ? s1.cut_lsn - 1 : s1.last_lsn;
-    scan2 s2 = {db, base, s1.cut_lsn, 0, end > base ? end - base : 0, progress, progress_ctx};
+    scan2 s2 = {db,       base,         s1.cut_lsn,       0, end > base ? end - base : 0,
+                progress, progress_ctx, embed_cfg != NULL};
     rc = aol_scan_dir(log_dir, scan2_cb, &s2, NULL);
     if (rc == 1) {
         rc = STRATA_OK;
@@ -263,6 +295,18 @@ static int restore_impl(const char *src_dir, const char *dst_dir, int64_t at_s,
         rc = strata_db_snapshot(db);
     }
     strata_db_close(db);
+    if (rc == STRATA_OK && embed_cfg == NULL) {
+        /* Replay needs no embedder (vectors are in the records), so the copy
+         * was opened with a stand-in of the same dimension: record the
+         * source's model, which the copy's vectors come from. */
+        char from[4200];
+        char to[4200];
+        snprintf(from, sizeof(from), "%s/l2.model", src_dir);
+        snprintf(to, sizeof(to), "%s/l2.model", dst_dir);
+        if (access(from, R_OK) == 0) {
+            rc = copy_file(from, to);
+        }
+    }
     if (records_out != NULL) {
         *records_out = s2.applied;
     }
@@ -271,15 +315,25 @@ static int restore_impl(const char *src_dir, const char *dst_dir, int64_t at_s,
 
 int strata_restore(const char *src_dir, const char *dst_dir, int64_t at_s, uint64_t *records_out)
 {
-    return restore_impl(src_dir, dst_dir, at_s, NULL, NULL, records_out);
+    return restore_impl(src_dir, dst_dir, at_s, NULL, NULL, NULL, records_out);
 }
 
 int strata_rebuild(const char *src_dir, const char *dst_dir, strata_progress_fn progress,
                    void *progress_ctx, uint64_t *records_out)
 {
     /* Everything the log holds: a restore to the end of time. */
-    return restore_impl(src_dir, dst_dir, INT64_MAX / 1000 - 1, progress, progress_ctx,
+    return restore_impl(src_dir, dst_dir, INT64_MAX / 1000 - 1, NULL, progress, progress_ctx,
                         records_out);
+}
+
+int strata_reembed(const char *src_dir, const char *dst_dir, const strata_config *embedder_cfg,
+                   strata_progress_fn progress, void *progress_ctx, uint64_t *records_out)
+{
+    if (embedder_cfg == NULL) {
+        return strata_error(STRATA_EINVAL, "reembed needs the new embedder's settings");
+    }
+    return restore_impl(src_dir, dst_dir, INT64_MAX / 1000 - 1, embedder_cfg, progress,
+                        progress_ctx, records_out);
 }
 
 /* ---- rebuild from the Redis Streams replay log -------------------------------- */

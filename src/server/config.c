@@ -60,8 +60,9 @@ static const opt_def OPTS[] = {
     {"replay-key", OPT_STR, OFF(replay_key_owned), "strata:replay", "replay stream: key"},
     {"replay-cluster", OPT_INT, OFF(db.replay_cluster), "0",
      "replay stream: 1 when it lives on a Redis Cluster"},
-    {"embedder", OPT_STR, OFF(embedder_owned), "hash",
-     "L2 embedder: hash (built-in), minilm (all-MiniLM-L6-v2 in C) or http"},
+    {"embedder", OPT_STR, OFF(embedder_owned), "auto",
+     "L2 embedder: auto (the collection's own; for a new one minilm when its model is "
+     "present, else hash), hash, minilm (all-MiniLM-L6-v2 in C) or http"},
     {"embed-dim", OPT_U32, OFF(db.embed_dim), "384 (hash) / learned (http)",
      "embedding dimension"},
     {"embed-url", OPT_STR, OFF(embed_url_owned), "(none)",
@@ -293,7 +294,7 @@ static void settings_defaults(server_settings *s)
     s->host_owned = strata_strdup("127.0.0.1");
     s->data_dir_owned = strata_strdup("./data");
     s->log_level = strata_strdup("info");
-    s->embedder_owned = strata_strdup("hash");
+    s->embedder_owned = strata_strdup("auto");
     s->extractor_owned = strata_strdup("rules");
 }
 

@@ -97,6 +97,10 @@ class StratadServer:
 
     def environment(self):
         env = {k: v for k, v in os.environ.items() if not k.startswith("STRATA_")}
+        # The tests' expectations (duplicates, rankings) are those of the
+        # built-in hashing embedder; the default "auto" would pick the neural
+        # one whenever its model happens to be reachable from the cwd.
+        env["STRATA_EMBEDDER"] = "hash"
         env.update(self.extra_env)
         return env
 

@@ -327,3 +327,60 @@ def test_collection_refuses_another_embedder(make_server):
     with pytest.raises(Exception):
         srv.start()
     assert "embedded with" in srv.log_text()
+
+
+def test_reembed_moves_a_collection_to_another_embedder(make_server, tmp_path):
+    import subprocess
+    cli = os.environ.get("STRATA_CLI", os.path.join(os.path.dirname(tl.STRATAD), "strata"))
+    srv = make_server(args=["--embed-dim", "64"])
+    c = srv.client()
+    ids = [add(c, "u1", content, mtype, imp).json()["id"] for mtype, content, imp in CORPUS]
+    c.close()
+    srv.stop()
+    dst = str(tmp_path / "reembedded")
+    out = subprocess.run([cli, "reembed", "--data-dir", srv.data_dir, "--embedder", "hash",
+                          "--embed-dim", "128", dst], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "re-embedded" in out.stdout
+    again = make_server(data_dir=dst, args=["--embed-dim", "128"])
+    c = again.client()
+    for mid in ids:
+        assert c.get("/v1/users/u1/memories/%s" % mid).status == 200
+    r = search(c, "u1", "allergic peanuts", mode="vector", limit=1)
+    assert r.json()["results"][0]["content"] == "User is allergic to peanuts"
+    c.close()
+    bad = subprocess.run([cli, "reembed", "--data-dir", srv.data_dir, "--embedder", "hash", dst],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0  # the target must be new
+
+
+def test_auto_embedder_follows_the_collection(make_server):
+    root = os.environ.get("STRATA_SOURCE_DIR",
+                          os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
+    model = os.path.join(root, "models", "all-MiniLM-L6-v2")
+    # An existing hashing collection stays on the hashing embedder under auto.
+    srv = make_server(args=["--embed-dim", "64"])
+    c = srv.client()
+    assert add(c, "u1", "User likes tea").status == 201
+    c.close()
+    srv.stop()
+    srv.args = ["--embedder", "auto", "--model-dir", model]
+    srv.start()
+    c = srv.client()
+    assert add(c, "u1", "User likes coffee").status == 201
+    c.close()
+    srv.stop()
+    with open(os.path.join(srv.data_dir, "l2.model")) as f:
+        assert f.read().strip() == "hash-v1-64"
+    if not os.path.isfile(os.path.join(model, "model.safetensors")):
+        pytest.skip("no MiniLM model fetched (scripts/fetch_model.sh)")
+    # A new collection gets the neural embedder when its model is present.
+    fresh = make_server(args=["--embedder", "auto", "--model-dir", model])
+    c = fresh.client()
+    assert add(c, "u1", "User loves hiking in the mountains").status == 201
+    r = search(c, "u1", "outdoor activities", mode="vector", limit=1)
+    assert r.json()["results"][0]["content"] == "User loves hiking in the mountains"
+    c.close()
+    fresh.stop()
+    with open(os.path.join(fresh.data_dir, "l2.model")) as f:
+        assert f.read().strip() == "all-MiniLM-L6-v2"

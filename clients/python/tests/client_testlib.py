@@ -107,6 +107,7 @@ class Stratad:
 
     def _launch(self) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("STRATA_")}
+        env["STRATA_EMBEDDER"] = "hash"  # the tests expect the built-in embedder
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [STRATAD, "--host", "127.0.0.1", "--port", str(self.port),
