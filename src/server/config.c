@@ -119,18 +119,24 @@ static const opt_def OPTS[] = {
     {"log-level", OPT_STR, OFF(log_level), "info", "debug | info | warn | error"},
 };
 
+/* "data-dir" -> "STRATA_DATA_DIR". */
+static void opt_env_name(const opt_def *o, char *env, size_t cap)
+{
+    size_t k = (size_t)snprintf(env, cap, "STRATA_");
+    for (const char *p = o->name; *p && k + 1 < cap; p++) {
+        env[k++] = *p == '-' ? '_' : (char)toupper((unsigned char)*p);
+    }
+    env[k] = '\0';
+}
+
 void settings_print_help(FILE *out)
 {
     fprintf(out, "usage: stratad [--config FILE] [--NAME VALUE]...\n\n"
                  "Every setting can also come from the environment (STRATA_NAME, upper case,\n"
                  "'-' as '_') or from a config file of `name = value` lines.\n\n");
     for (size_t i = 0; i < STRATA_ARRAY_LEN(OPTS); i++) {
-        char env[64] = "STRATA_";
-        size_t k = 7;
-        for (const char *p = OPTS[i].name; *p && k < sizeof(env) - 1; p++) {
-            env[k++] = *p == '-' ? '_' : (char)toupper((unsigned char)*p);
-        }
-        env[k] = '\0';
+        char env[64];
+        opt_env_name(&OPTS[i], env, sizeof(env));
         fprintf(out, "  --%-20s %-28s %s (default %s)\n", OPTS[i].name, env, OPTS[i].help,
                 OPTS[i].def);
     }
@@ -326,12 +332,8 @@ int settings_load(server_settings *s, int argc, char **argv, char *err, size_t e
     }
     /* 2. environment. */
     for (size_t i = 0; i < STRATA_ARRAY_LEN(OPTS); i++) {
-        char env[64] = "STRATA_";
-        size_t k = 7;
-        for (const char *p = OPTS[i].name; *p && k < sizeof(env) - 1; p++) {
-            env[k++] = *p == '-' ? '_' : (char)toupper((unsigned char)*p);
-        }
-        env[k] = '\0';
+        char env[64];
+        opt_env_name(&OPTS[i], env, sizeof(env));
         const char *v = getenv(env);
         if (v != NULL && v[0] != '\0') {
             rc = opt_set(s, &OPTS[i], v, err, errcap);
