@@ -1196,8 +1196,6 @@ static char *db_path_join(const char *a, const char *b)
     return p;
 }
 
-static size_t db_split_addrs(char *copy, const char **out, size_t max);
-
 /* The L1 backend: in-process, or Redis (standalone or Cluster). */
 static int db_l1_open(strata_db *db, const strata_config *cfg)
 {
@@ -1233,7 +1231,7 @@ static int db_l1_open(strata_db *db, const strata_config *cfg)
 }
 
 /* Split "a,b,c" into at most max pointers into copy (which the caller frees). */
-static size_t db_split_addrs(char *copy, const char **out, size_t max)
+size_t db_split_addrs(char *copy, const char **out, size_t max)
 {
     size_t n = 0;
     char *save = NULL;

@@ -167,6 +167,8 @@ int db_write(strata_db *db, uint8_t type, const char *tenant, const sbuf *payloa
 int db_check_id(const char *what, const char *id);
 int db_check_tenant(const char *tenant);
 int db_check_text(const char *what, const char *s, size_t len, size_t max, bool empty_ok);
+/* Split "host:port,host:port" in place into at most max pointers into copy. */
+size_t db_split_addrs(char *copy, const char **out, size_t max);
 /* Ship an acknowledged record to the replay stream, if configured. */
 void db_replay_ship(strata_db *db, const aol_record *rec);
 /* Re-log a record from another log under its own LSN and apply it. */

@@ -409,12 +409,7 @@ int strata_rebuild_from_stream(const char *addrs, int cluster, const char *key,
     }
     char *copy = strata_strdup(addrs);
     const char *seeds[64];
-    size_t n = 0;
-    char *save = NULL;
-    for (char *t = copy ? strtok_r(copy, ",", &save) : NULL; t != NULL && n < 64;
-         t = strtok_r(NULL, ",", &save)) {
-        seeds[n++] = t;
-    }
+    size_t n = db_split_addrs(copy, seeds, 64);
     replay_stream_options o;
     replay_stream_options_init(&o);
     o.addresses = seeds;
