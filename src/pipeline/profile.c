@@ -704,43 +704,6 @@ int profile_to_json(profile_store *ps, const char *tenant, const char *user, sbu
     return rc;
 }
 
-int profile_text(profile_store *ps, const char *tenant, const char *user, sbuf *b)
-{
-    pthread_rwlock_rdlock(&ps->lock);
-    user_profile *u = user_find(ps, tenant, user, false);
-    int rc = STRATA_OK;
-    for (uint32_t i = 0; rc == STRATA_OK && u != NULL && i < u->n_attrs; i++) {
-        rc = sbuf_printf(b, "- %s: %s\n", u->attrs[i].name, u->attrs[i].value);
-    }
-    pthread_rwlock_unlock(&ps->lock);
-    return rc;
-}
-
-int profile_delete_user(profile_store *ps, const char *tenant, const char *user, uint64_t *n_out)
-{
-    char key[2 * STRATA_ID_MAX + 4];
-    size_t klen = user_key(key, sizeof(key), tenant, user);
-    pthread_rwlock_wrlock(&ps->lock);
-    user_profile *u = klen ? dict_get(ps->users, key, klen) : NULL;
-    uint64_t n = u ? (uint64_t)u->n_attrs + u->n_clarifs : 0;
-    if (u != NULL) {
-        dict_delete(ps->users, key, klen);
-    }
-    pthread_rwlock_unlock(&ps->lock);
-    if (n_out != NULL) {
-        *n_out = n;
-    }
-    return STRATA_OK;
-}
-
-uint64_t profile_count_users(profile_store *ps)
-{
-    pthread_rwlock_rdlock(&ps->lock);
-    uint64_t n = dict_size(ps->users);
-    pthread_rwlock_unlock(&ps->lock);
-    return n;
-}
-
 /* ---- snapshot -------------------------------------------------------------------- */
 
 int profile_snapshot_write(profile_store *ps, sbuf *out)

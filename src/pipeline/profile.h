@@ -84,10 +84,6 @@ int profile_to_json(profile_store *ps, const char *tenant, const char *user, sbu
 /* {"attribute","state":{value, confidence, updated_at, valid_from, sources, history}} */
 int profile_attribute_json(profile_store *ps, const char *tenant, const char *user,
                            const char *attribute, sbuf *out);
-/* "- name: value" lines, for prompts. */
-int profile_text(profile_store *ps, const char *tenant, const char *user, sbuf *out);
-int profile_delete_user(profile_store *ps, const char *tenant, const char *user, uint64_t *n_out);
-uint64_t profile_count_users(profile_store *ps);
 
 int profile_snapshot_write(profile_store *ps, sbuf *out);
 int profile_snapshot_load(profile_store *ps, const void *data, size_t len);
