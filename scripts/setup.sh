@@ -12,7 +12,7 @@ PKGS=(
     clang libclang-rt-14-dev llvm  # libFuzzer and sanitizer runtimes
     redis-server redis-tools       # tests against a real Redis, redis-benchmark
     wrk                   # HTTP load benchmark
-    python3 python3-pytest curl
+    python3 python3-pytest curl openssl
 )
 
 SUDO=""
@@ -35,4 +35,8 @@ fi
 # Optional: without them (an offline machine) --embedder minilm falls back to the
 # built-in hashing embedder, and the model tests skip.
 bash "$(dirname "$0")/fetch_model.sh" || echo "setup: model not fetched (optional)"
+# The embedder's independent reference (onnxruntime, onnx, numpy, HF tokenizers):
+# ~60 MB of pinned wheels once, pip --target into ~/.cache/strata, never the repo.
+# Optional: without it tests/integration/test_minilm_reference.py skips.
+bash "$(dirname "$0")/fetch_ref_runtime.sh" || echo "setup: reference runtime not installed (optional)"
 echo "setup: all dependencies present"

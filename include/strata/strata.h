@@ -91,6 +91,11 @@ typedef struct strata_config {
     const char *redis_password;      /* may be NULL */
     int redis_cluster;               /* 1: Redis Cluster (slot routing, failover) */
     int redis_wait;                  /* > 0: WAIT for this many replicas after each write */
+    int redis_tls;                   /* 1: TLS to Redis, for L1 and the replay stream */
+    const char *redis_tls_cacert;    /* PEM CA bundle checking Redis; NULL = system store */
+    const char *redis_tls_cert;      /* PEM client certificate (tls-auth-clients); may be NULL */
+    const char *redis_tls_key;       /* its private key (unencrypted PEM) */
+    const char *redis_tls_server_name; /* name to verify and send as SNI; NULL = each host's */
     /* replay log on Redis Streams (brief §3.3): every acknowledged record is
      * also XADDed to a stream trimmed to retention_s (MINID) */
     const char *replay_stream;       /* "off" (default) or "redis" */
@@ -124,6 +129,15 @@ typedef struct strata_config {
     uint32_t merge_window_s;         /* delta-merge: newer by more = a change, default 3600 */
     float interest_half_life_days;   /* INTERESTED_IN weights decay, default 30 */
     int background;                  /* 1: run expiry/snapshot/job threads (server); 0: none */
+    /* scheduled snapshots kept for point-in-time restore (snap/archive/) */
+    uint32_t snapshot_archive_every_s; /* default 86400 (daily); 0 = off */
+    uint32_t snapshot_retain;        /* archived snapshot sets kept, default 7 */
+    int replica;                     /* 1: a read-only replica (no jobs, no expiry) until
+                                        strata_db_promote */
+    /* encryption at rest (AES-256-GCM): on when a master key is given */
+    const char *master_key;          /* 64 hex digits; prefer master_key_file */
+    const char *master_key_file;     /* file with 64 hex digits or 32 raw bytes */
+    const char *keyring_path;        /* the sealed data keys; default <data_dir>/keyring */
 } strata_config;
 
 /* Fill cfg with the defaults above (data_dir = "./data", background = 1). */
@@ -160,6 +174,12 @@ STRATA_API int strata_db_snapshot(strata_db *db);
 /* Make every acknowledged write durable now (fdatasync), whatever the policy. */
 STRATA_API int strata_db_sync(strata_db *db);
 
+/* A handle opened with cfg.replica = 1 refuses writes and runs no background
+ * jobs; promotion makes it a writable primary (jobs start). STRATA_ECONFLICT
+ * if it is not a replica. */
+STRATA_API int strata_db_promote(strata_db *db);
+STRATA_API int strata_db_is_replica(strata_db *db);
+
 /* Counters for /metrics. Plain value struct; every field is a current value. */
 typedef struct strata_db_stats {
     uint64_t sessions;               /* live sessions in L1 */
@@ -191,6 +211,8 @@ typedef struct strata_db_stats {
     uint64_t distilled;              /* memories distilled into L3 */
     uint64_t replay_appended;        /* records XADDed to the replay stream */
     uint64_t replay_errors;          /* XADDs that failed (the file log still has them) */
+    uint64_t users_forgotten;        /* right-to-be-forgotten deletions since open */
+    uint64_t forget_records_erased;  /* log records they rewrote as no-ops */
 } strata_db_stats;
 
 STRATA_API void strata_db_stats_get(strata_db *db, strata_db_stats *out);
@@ -364,6 +386,25 @@ STRATA_API int strata_memory_get(strata_db *db, const char *tenant, const char *
                                  const char *memory_id, strata_memory **out);
 STRATA_API int strata_memory_delete(strata_db *db, const char *tenant, const char *user_id,
                                     const char *memory_id);
+
+/* What a right-to-be-forgotten removed, per tier. */
+typedef struct strata_forget_receipt {
+    uint64_t l1;                     /* L1 sessions (state + buffer) */
+    uint64_t l2;                     /* L2 memories */
+    uint64_t l3;                     /* L3 nodes plus their edge versions */
+    uint64_t log;                    /* event-log records erased (rewritten as no-ops) */
+    uint64_t dirty;                  /* attributes in user:{id}:dirty */
+    uint64_t profile;                /* profile attributes, clarifications, queued distillations */
+    uint64_t jobs;                   /* background jobs (with their copied turns) */
+} strata_forget_receipt;
+
+/* Right to be forgotten: remove everything of (tenant, user_id) from every
+ * tier, from the event log (records rewritten as no-ops) and from the
+ * snapshots (rewritten; older ones deleted). Nodes shared with other users
+ * stay; the user's edges to them go. A user with nothing stored gets an all
+ * zero receipt. Writes of other users continue meanwhile. */
+STRATA_API int strata_forget_user(strata_db *db, const char *tenant, const char *user_id,
+                                  strata_forget_receipt *out);
 
 typedef struct strata_search_opts {
     const char *query;               /* text (required for keyword/hybrid unless vector given) */

@@ -1,7 +1,7 @@
 /*
  * main.c - `strata`, the command-line tool for people and scripts.
  *
- *   strata [--url URL] [--api-key KEY] [--json] <command> [args]
+ *   strata [--url URL] [--api-key KEY] [--cacert PEM] [--insecure] [--json] <command> [args]
  *
  * Online commands call a running stratad; output is readable by default and
  * the server's JSON with --json. Exit status: 0 success, 1 the server refused
@@ -17,7 +17,8 @@
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: strata [--url URL] [--api-key KEY] [--json] <command> [args]\n\n"
+            "usage: strata [--url URL] [--api-key KEY] [--cacert PEM] [--insecure] [--json]\n"
+            "              <command> [args]\n\n"
             "commands:\n"
             "  health                                   server health\n"
             "  turn add <session> --user U [--role R] <content>\n"
@@ -27,6 +28,8 @@ static void usage(FILE *out)
             "  session stage <session> <stage>          set current_stage\n"
             "  session end <session>                    end a session (queues consolidation)\n"
             "  dirty <user>                             the user's dirty attributes\n"
+            "  user forget <user>                       right to be forgotten: delete everything\n"
+            "                                           of the user (all tiers, log, snapshots)\n"
             "  job <job_id>                             status of a background job\n"
             "  memory add <user> --type T [--importance X] [--provenance ID]... <content>\n"
             "                                           store a memory (T: preference, fact,\n"
@@ -48,14 +51,25 @@ static void usage(FILE *out)
             "                                           rebuild from the Redis replay stream\n"
             "  reembed [--data-dir SRC] --embedder hash|minilm|http [...] <new-dir>\n"
             "                                           move a collection to another embedder\n"
+            "  keyring rotate [--data-dir D] --master-key-file OLD --new-master-key-file NEW\n"
+            "                                           re-seal the encryption keyring (offline)\n"
             "  admin key create|list <tenant>           manage API keys (admin key as --api-key)\n"
             "  admin key revoke <key_id>\n"
+            "  admin promote | admin replication        promote a replica; role and lag\n"
+            "  backup <dir>                             online backup by the server into a new\n"
+            "                                           directory (admin key as --api-key)\n"
+            "  restore <backup-dir> <new-dir> [--at TS] verify a backup and restore it (offline),\n"
+            "                                           up to a point in time if given\n"
             "  kv put <l1|l2|l3> <key> <json>           store a JSON value\n"
             "  kv get <l1|l2|l3> <key>                  fetch a JSON value\n"
             "  kv delete <l1|l2|l3> <key>               remove a value\n\n"
             "options:\n"
-            "  --url URL      server address (default $STRATA_URL or http://127.0.0.1:7700)\n"
+            "  --url URL      server address (default $STRATA_URL or http://127.0.0.1:7700;\n"
+            "                 https://host:port for a server started with --tls-cert)\n"
             "  --api-key KEY  API key (default $STRATA_API_KEY)\n"
+            "  --cacert PEM   CA certificate(s) to verify an https server (default\n"
+            "                 $STRATA_CACERT, else the system CAs)\n"
+            "  --insecure     do not verify the https server's certificate\n"
             "  --json         print the server's JSON instead of text\n");
 }
 
@@ -172,6 +186,18 @@ static void print_dirty(json_t *r)
     {
         printf("%s\n", json_string_value(a));
     }
+}
+
+static void print_forget(json_t *r)
+{
+    json_t *d = json_object_get(r, "deleted");
+    printf("forgot user %s: %" JSON_INTEGER_FORMAT " sessions (L1), %" JSON_INTEGER_FORMAT
+           " memories (L2), %" JSON_INTEGER_FORMAT " graph nodes and edges (L3), %"
+           JSON_INTEGER_FORMAT " log records erased\n",
+           json_string_value(json_object_get(r, "user_id")),
+           json_integer_value(json_object_get(d, "l1")), json_integer_value(json_object_get(d, "l2")),
+           json_integer_value(json_object_get(d, "l3")),
+           json_integer_value(json_object_get(d, "log")));
 }
 
 static void print_job(json_t *r)
@@ -344,7 +370,8 @@ static int need(int argc, int n)
 
 int main(int argc, char **argv)
 {
-    cli c = {getenv("STRATA_URL"), getenv("STRATA_API_KEY"), false, 30000};
+    cli c = {getenv("STRATA_URL"), getenv("STRATA_API_KEY"), false, 30000,
+             getenv("STRATA_CACERT"), false};
     if (c.url == NULL || c.url[0] == '\0') {
         c.url = "http://127.0.0.1:7700";
     }
@@ -356,6 +383,10 @@ int main(int argc, char **argv)
             c.url = argv[++i];
         } else if (strcmp(argv[i], "--api-key") == 0 && i + 1 < argc) {
             c.api_key = argv[++i];
+        } else if (strcmp(argv[i], "--cacert") == 0 && i + 1 < argc) {
+            c.cacert = argv[++i];
+        } else if (strcmp(argv[i], "--insecure") == 0) {
+            c.insecure = true;
         } else if (strcmp(argv[i], "--help") == 0) {
             usage(stdout);
             return 0;
@@ -439,6 +470,10 @@ int main(int argc, char **argv)
         cli_path_escape(p1, sizeof(p1), argv[1]);
         snprintf(path, sizeof(path), "/v1/users/%s/dirty", p1);
         rc = cli_run(&c, "GET", path, NULL, print_dirty);
+    } else if (strcmp(cmd, "user") == 0 && argc == 3 && strcmp(argv[1], "forget") == 0) {
+        cli_path_escape(p1, sizeof(p1), argv[2]);
+        snprintf(path, sizeof(path), "/v1/users/%s/memory", p1);
+        rc = cli_run(&c, "DELETE", path, NULL, print_forget);
     } else if (strcmp(cmd, "job") == 0 && need(argc, 2)) {
         cli_path_escape(p1, sizeof(p1), argv[1]);
         snprintf(path, sizeof(path), "/v1/jobs/%s", p1);
@@ -466,10 +501,18 @@ int main(int argc, char **argv)
         } else {
             usage(stderr);
         }
+    } else if (strcmp(cmd, "admin") == 0 && argc == 2) {
+        rc = cli_cmd_admin_repl(&c, argc, argv);
+    } else if (strcmp(cmd, "backup") == 0) {
+        rc = cli_cmd_backup(&c, argc, argv);
+    } else if (strcmp(cmd, "restore") == 0) {
+        rc = cli_cmd_restore(argc, argv);
     } else if (strcmp(cmd, "reembed") == 0) {
         rc = cli_cmd_reembed(argc, argv);
     } else if (strcmp(cmd, "rebuild") == 0) {
         rc = cli_cmd_rebuild(argc, argv);
+    } else if (strcmp(cmd, "keyring") == 0) {
+        rc = cli_cmd_keyring(argc, argv);
     } else if (strcmp(cmd, "memory") == 0) {
         rc = cmd_memory(&c, argc, argv);
     } else if (strcmp(cmd, "kv") == 0 && need(argc, 4)) {

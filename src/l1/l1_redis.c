@@ -1973,6 +1973,7 @@ int l1_redis_open(const l1_redis_options *opts, l1_store **out)
         .cluster = opts->cluster,
         .wait_replicas = opts->wait_replicas,
         .wait_timeout_ms = opts->wait_timeout_ms,
+        .tls = opts->tls,
     };
     rc = rcl_open(&co, &r->conn);
     if (rc != STRATA_OK) {

@@ -30,6 +30,7 @@
 #include <stdint.h>
 
 #include "l1/l1.h"
+#include "l1/redis_tls.h"
 
 typedef struct l1_redis_options {
     const char *const *addresses;  /* "host:port" seeds; borrowed during open */
@@ -44,6 +45,8 @@ typedef struct l1_redis_options {
     int wait_timeout_ms;           /* WAIT's timeout; default 1000 */
     uint32_t buffer_max;           /* N turns kept per session; default 20 */
     const char *key_prefix;        /* prepended to every key; default ""; no '{' '}' */
+    const redis_tls_options *tls;  /* NULL (default): plain TCP; else TLS (redis_tls.h),
+                                      borrowed during open */
 } l1_redis_options;
 
 /* Defaults as listed above; addresses must still be set. */
@@ -51,7 +54,9 @@ void l1_redis_options_init(l1_redis_options *o);
 
 /* Connect (standalone: PING; cluster: load the slot map from the first seed
  * that answers) and return a store whose ops are thread-safe. Nothing is
- * written at open. STRATA_EINVAL on bad options or a refused AUTH/SELECT,
+ * written at open. STRATA_EINVAL on bad options, a refused AUTH/SELECT or a
+ * TLS certificate problem (a server certificate that does not verify, or a
+ * client certificate the server refuses),
  * STRATA_EIO or STRATA_ETIMEDOUT when no server answers, STRATA_ENOMEM.
  *
  * Op results beyond l1.h's: STRATA_ETIMEDOUT when Redis did not answer within

@@ -40,6 +40,12 @@
  * unknown: only RCL_IDEMPOTENT calls are resent then (every L1 operation is
  * idempotent by construction, see l1_redis.c). A failure while writing is
  * safe to resend: Redis never runs a command it did not receive whole.
+ *
+ * TLS (options.tls): conn_open asks redis_tls_connect for the context instead
+ * of redisConnectWithTimeout; the connection's relay is stopped together with
+ * its context (conn_drop). When a TLS connection breaks, the relay's reason
+ * (e.g. the server's alert "certificate required") replaces hiredis's bare
+ * "Server closed the connection", and a refused certificate is not retried.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -63,6 +69,7 @@
 
 typedef struct rcl_conn {
     redisContext *ctx;          /* NULL until connected, and after an error */
+    redis_tls_conn *tls;        /* its TLS relay, or NULL (plain TCP) */
     struct rcl_conn *next;      /* free-list link while checked in */
 } rcl_conn;
 
@@ -79,6 +86,7 @@ struct rcl {
     rcl_options o;              /* addrs and password point at the copies below */
     char **addr_copies;         /* owned, o.n_addrs strings */
     char *password;             /* owned, NULL when none */
+    redis_tls *tls;             /* owned; NULL: plain TCP */
     struct timeval connect_tv;  /* connect_timeout_ms */
     struct timeval io_tv;       /* socket read/write timeout */
     uint64_t budget_ns;         /* deadline of a call without WAIT */
@@ -197,6 +205,18 @@ static bool addr_parse(const char *s, size_t len, char host[RCL_HOST_MAX + 1], i
 
 /* ---- nodes and their pools ----------------------------------------------- */
 
+/* Free k's context and stop its TLS relay (in that order: the relay then
+ * sees hiredis's end close, as at any other end of a connection). */
+static void conn_drop(rcl_conn *k)
+{
+    if (k->ctx != NULL) {
+        redisFree(k->ctx);
+        k->ctx = NULL;
+    }
+    redis_tls_conn_close(k->tls);
+    k->tls = NULL;
+}
+
 static void node_free(rcl_node *n)
 {
     if (n == NULL) {
@@ -205,9 +225,7 @@ static void node_free(rcl_node *n)
     if (n->conns != NULL) {
         /* Called at close, when every connection is checked in. */
         for (rcl_conn *k = n->free_list; k != NULL; k = k->next) {
-            if (k->ctx != NULL) {
-                redisFree(k->ctx);
-            }
+            conn_drop(k);
         }
         strata_free(n->conns);
     }
@@ -356,13 +374,6 @@ static void node_release(rcl_node *n, rcl_conn *k)
     pthread_mutex_unlock(&n->lock);
 }
 
-static void conn_drop(rcl_conn *k)
-{
-    if (k->ctx != NULL) {
-        redisFree(k->ctx);
-        k->ctx = NULL;
-    }
-}
 
 /* Send a setup command (AUTH, SELECT) on a fresh context and expect +OK.
  * STRATA_EINVAL if the server refuses (a configuration error: retrying will
@@ -386,21 +397,38 @@ static int conn_setup_cmd(redisContext *ctx, const rcl_node *n, int argc, const 
 /* Connect k to n, with AUTH and SELECT as configured. */
 static int conn_open(rcl *c, rcl_node *n, rcl_conn *k)
 {
-    redisContext *ctx = redisConnectWithTimeout(n->host, n->port, c->connect_tv);
+    redisContext *ctx = NULL;
+    redis_tls_conn *tls = NULL;
     int rc = STRATA_OK;
-    if (ctx == NULL) {
-        return strata_error(STRATA_ENOMEM, "out of memory connecting to redis");
+    if (c->tls != NULL) {
+        rc = redis_tls_connect(c->tls, n->host, n->port, c->o.connect_timeout_ms, &ctx, &tls);
+        if (rc != STRATA_OK) {
+            return rc;
+        }
+    } else {
+        ctx = redisConnectWithTimeout(n->host, n->port, c->connect_tv);
+        if (ctx == NULL) {
+            return strata_error(STRATA_ENOMEM, "out of memory connecting to redis");
+        }
+        if (ctx->err != 0) {
+            rc = strata_error(STRATA_EIO, "redis %s:%d: connect: %s", n->host, n->port,
+                              ctx->errstr);
+            goto fail;
+        }
     }
-    if (ctx->err != 0) {
-        rc = strata_error(STRATA_EIO, "redis %s:%d: connect: %s", n->host, n->port, ctx->errstr);
-        goto fail;
-    }
+    /* The timeout applies to hiredis's end of the relay just as to a TCP
+     * socket: a reply that does not come back in time is an error. */
     if (redisSetTimeout(ctx, c->io_tv) != REDIS_OK) {
         rc = strata_error(STRATA_EIO, "redis %s:%d: cannot set the socket timeout", n->host,
                           n->port);
         goto fail;
     }
-    (void)redisEnableKeepAlive(ctx); /* best effort: only speeds up noticing a dead peer */
+    if (tls == NULL) {
+        /* Best effort: only speeds up noticing a dead peer. Not on a relay's
+         * unix socket (TCP_KEEPIDLE fails there and would poison the
+         * context); the relay keeps its TCP socket alive itself. */
+        (void)redisEnableKeepAlive(ctx);
+    }
     if (c->password != NULL) {
         const char *argv[] = {"AUTH", c->password};
         rc = conn_setup_cmd(ctx, n, 2, argv);
@@ -418,10 +446,12 @@ static int conn_open(rcl *c, rcl_node *n, rcl_conn *k)
         }
     }
     k->ctx = ctx;
+    k->tls = tls;
     atomic_fetch_add(&c->n_connects, 1);
     return STRATA_OK;
 fail:
     redisFree(ctx);
+    redis_tls_conn_close(tls);
     return rc;
 }
 
@@ -475,6 +505,11 @@ static int conn_roundtrip(rcl *c, rcl_conn *k, bool asking, const rcl_call *call
 io_error:
     if (ctx->err == REDIS_ERR_OOM) {
         return strata_error(STRATA_ENOMEM, "out of memory reading a Redis reply");
+    }
+    int tls_rc = STRATA_EIO;
+    const char *why = redis_tls_conn_error(k->tls, &tls_rc);
+    if (why != NULL) {
+        return strata_error(tls_rc, "%s", why); /* says more than hiredis's EOF */
     }
     return strata_error(STRATA_EIO, "redis: %s", ctx->errstr[0] ? ctx->errstr : "I/O error");
 }
@@ -983,6 +1018,7 @@ void rcl_close(rcl *c)
         strata_free(c->addr_copies);
     }
     strata_free(c->password);
+    redis_tls_free(c->tls); /* after the nodes: their relays used its SSL_CTX */
     pthread_mutex_destroy(&c->refresh_lock);
     pthread_rwlock_destroy(&c->map_lock);
     strata_free(c);
@@ -1065,6 +1101,13 @@ int rcl_open(const rcl_options *o, rcl **out)
     if (c->nodes == NULL || c->addr_copies == NULL) {
         goto nomem;
     }
+    if (o->tls != NULL) {
+        rc = redis_tls_create(o->tls, &c->tls);
+        if (rc != STRATA_OK) {
+            goto fail;
+        }
+    }
+    c->o.tls = NULL; /* the caller's struct is not ours to keep */
     for (size_t i = 0; i < o->n_addrs; i++) {
         c->addr_copies[i] = strata_strdup(o->addrs[i] != NULL ? o->addrs[i] : "");
         if (c->addr_copies[i] == NULL) {

@@ -24,6 +24,12 @@
  * topology refreshes (others skip a refresh rather than wait for it). A
  * checked-out connection belongs to one thread until it is released.
  *
+ * TLS: with rcl_options.tls set, every connection (seeds, CLUSTER SLOTS
+ * nodes, MOVED/ASK targets) is made through redis_tls.h's relay: the hiredis
+ * context above is the same, only its fd leads to a relay thread instead of
+ * the server. A Redis Cluster with tls-cluster yes announces its TLS ports to
+ * TLS clients (CLUSTER SLOTS, MOVED, ASK), so redirections stay on TLS.
+ *
  * The process must ignore SIGPIPE (hiredis writes with write(2)): stratad
  * does; an embedding program must too.
  */
@@ -35,6 +41,8 @@
 #include <stdint.h>
 
 #include <hiredis/hiredis.h>
+
+#include "l1/redis_tls.h"
 
 #define RCL_SLOTS 16384
 #define RCL_ANY_SLOT (-1)     /* keyless command, or standalone mode */
@@ -57,6 +65,8 @@ typedef struct rcl_options {
     bool cluster;               /* false: addrs[0] is the only server */
     int wait_replicas;          /* > 0: WAIT wait_replicas wait_timeout_ms after writes */
     int wait_timeout_ms;        /* WAIT's timeout, > 0 when waiting */
+    const redis_tls_options *tls; /* NULL: plain TCP; else TLS to every node (files
+                                     loaded at open, strings copied) */
 } rcl_options;
 
 /* One command and what came back. */
@@ -83,8 +93,9 @@ typedef struct rcl_stats {
 int rcl_keyslot(const void *key, size_t len);
 
 /* Connect: standalone, a PING to addrs[0]; cluster, the slot map from the
- * first seed that answers CLUSTER SLOTS. STRATA_EINVAL on bad options or an
- * AUTH/SELECT refusal, STRATA_EIO/ETIMEDOUT when no server answers. */
+ * first seed that answers CLUSTER SLOTS. STRATA_EINVAL on bad options, an
+ * AUTH/SELECT refusal or a TLS certificate problem (either side's),
+ * STRATA_EIO/ETIMEDOUT when no server answers. */
 int rcl_open(const rcl_options *o, rcl **out);
 void rcl_close(rcl *c);
 

@@ -347,6 +347,28 @@ static int l2m_get(l2_store *s, const char *tenant, const char *user_id, uint64_
     return STRATA_OK;
 }
 
+/* A user's last memory is gone: forget the name too (right to be forgotten:
+ * snapshots must not keep it). The index stays allocated, since hnsw and
+ * bm25 know users by index, under a tombstone name no valid id can take
+ * ('#' is outside the id alphabet); the user's next memory gets a new index.
+ * Caller holds the write lock. */
+static void user_retire(l2_mem *m, uint32_t uix)
+{
+    user_ent *u = &m->users[uix];
+    char key[STRATA_ID_MAX + 8];
+    size_t klen = user_key(key, sizeof(key), u->tenant_ix, u->name);
+    char tomb[16];
+    snprintf(tomb, sizeof(tomb), "#%u", uix);
+    char *name = strata_strdup(tomb);
+    if (klen == 0 || name == NULL) {
+        strata_free(name);
+        return; /* out of memory: keep the name, nothing breaks */
+    }
+    dict_delete(m->user_map, key, klen);
+    strata_free(u->name);
+    u->name = name;
+}
+
 static int l2m_remove(l2_store *s, const char *tenant, const char *user_id, uint64_t id)
 {
     l2_mem *m = (l2_mem *)s;
@@ -358,8 +380,11 @@ static int l2m_remove(l2_store *s, const char *tenant, const char *user_id, uint
     }
     hnsw_delete(m->idx, id);
     bm25_remove(m->kw, partition_of(r->tenant_ix, r->user_ix), id);
-    m->users[r->user_ix].count--;
+    uint32_t uix = r->user_ix;
     dict_delete(m->by_id, &id, 8);
+    if (--m->users[uix].count == 0) {
+        user_retire(m, uix);
+    }
     pthread_rwlock_unlock(&m->lock);
     return STRATA_OK;
 }

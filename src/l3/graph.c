@@ -1388,6 +1388,56 @@ int graph_node_list(graph *g, const char *tenant, graph_ids *out)
     return rc;
 }
 
+int graph_neighbors(graph *g, const char *tenant, const char *id, graph_ids *out)
+{
+    size_t tlen;
+    size_t idlen;
+    memset(out, 0, sizeof(*out));
+    int rc = check_name("tenant", tenant, &tlen);
+    if (rc == STRATA_OK) {
+        rc = check_name("node id", id, &idlen);
+    }
+    if (rc != STRATA_OK) {
+        return rc;
+    }
+    graph_rdlock(g);
+    uint32_t t = graph_names_find(&g->tenants, tenant, tlen);
+    uint32_t slot = graph_node_find(g, t, id, idlen);
+    if (slot == GRAPH_NONE) {
+        graph_unlock(g);
+        return strata_error(STRATA_ENOTFOUND, "graph: no node %s", id);
+    }
+    const graph_node *n = &g->nodes[slot];
+    size_t cap = (size_t)n->out.n + n->in.n;
+    uint32_t *slots = cap ? strata_malloc(cap * sizeof(*slots)) : NULL;
+    size_t k = 0;
+    if (cap > 0 && slots == NULL) {
+        rc = strata_error(STRATA_ENOMEM, "graph: out of memory listing neighbours");
+    }
+    for (int dir = 0; slots != NULL && dir < 2; dir++) {
+        const graph_adjlist *l = dir == 0 ? &n->out : &n->in;
+        for (uint32_t i = 0; i < l->n; i++) {
+            uint32_t nbr = l->v[i].nbr;
+            bool seen = nbr == slot;
+            for (size_t j = 0; j < k && !seen; j++) {
+                seen = slots[j] == nbr;
+            }
+            if (!seen) {
+                slots[k++] = nbr;
+            }
+        }
+    }
+    if (rc == STRATA_OK) {
+        rc = ids_copy(g, slots, k, out);
+    }
+    graph_unlock(g);
+    strata_free(slots);
+    if (rc == STRATA_OK && out->n > 1) {
+        qsort(out->ids, out->n, sizeof(*out->ids), ids_cmp);
+    }
+    return rc;
+}
+
 void graph_ids_free(graph_ids *ids)
 {
     if (ids == NULL) {

@@ -183,6 +183,12 @@ int graph_find_nodes(graph *g, const char *tenant, const char *label, const char
  * tenants): not for request paths. Unknown tenant: an empty list. */
 int graph_node_list(graph *g, const char *tenant, graph_ids *out);
 
+/* Ids of the nodes joined to (tenant, id) by any edge version, current or
+ * expired, in either direction, the node itself excluded; sorted. O(degree^2)
+ * in the worst case: for the privacy cascade, not request paths.
+ * STRATA_ENOTFOUND if the node is absent. */
+int graph_neighbors(graph *g, const char *tenant, const char *id, graph_ids *out);
+
 void graph_ids_free(graph_ids *ids);                /* accepts NULL / zeroed */
 
 /* ---- subgraph (graph_query.c) -------------------------------------------- */

@@ -40,6 +40,8 @@ typedef struct l3_ops {
     int (*snapshot_load)(l3_store *s, const void *data, size_t len);
     void (*stats)(l3_store *s, graph_stats *out);
     void (*close)(l3_store *s);
+    /* Nodes joined to id by any edge version (graph_neighbors). */
+    int (*neighbors)(l3_store *s, const char *tenant, const char *id, graph_ids *out);
 } l3_ops;
 
 struct l3_store {

@@ -143,11 +143,16 @@ static void l3m_close(l3_store *s)
     strata_free(m);
 }
 
+static int l3m_neighbors(l3_store *s, const char *tenant, const char *id, graph_ids *out)
+{
+    return graph_neighbors(G(s), tenant, id, out);
+}
+
 static const l3_ops L3_MEM_OPS = {
     "embedded",      l3m_node_put,      l3m_node_get_json, l3m_node_exists,
     l3m_node_delete, l3m_edge_put,      l3m_edge_expire,   l3m_edge_exists,
     l3m_subgraph_json, l3m_find_nodes,  l3m_snapshot_write, l3m_snapshot_load,
-    l3m_stats,       l3m_close,
+    l3m_stats,       l3m_close,         l3m_neighbors,
 };
 
 int l3_mem_open(l3_store **out)

@@ -182,14 +182,14 @@ static uint32_t crc_shift_op(size_t n_bytes)
 /* ====================================================================== */
 
 static void rec_header_fill(uint8_t h[AOL_HEADER_BYTES], uint32_t payload_len, uint64_t lsn,
-                            int64_t ts_ms, uint8_t type, uint16_t tenant_len)
+                            int64_t ts_ms, uint8_t type, uint8_t flags, uint16_t tenant_len)
 {
     memset(h, 0, AOL_HEADER_BYTES);
     wire_le32(h, payload_len);
     wire_le64(h + 8, lsn);
     wire_le64(h + 16, (uint64_t)ts_ms);
     h[24] = type;
-    h[25] = 0;
+    h[25] = flags;
     h[26] = (uint8_t)tenant_len;
     h[27] = (uint8_t)(tenant_len >> 8);
 }
@@ -208,15 +208,33 @@ static int rec_args_check(const char *tenant, size_t tenant_len, const void *pay
     return STRATA_OK;
 }
 
+static int record_encode(sbuf *out, uint64_t lsn, int64_t ts_ms, uint8_t type, uint8_t flags,
+                         const char *tenant, size_t tenant_len, const void *payload,
+                         size_t payload_len);
+
 int aol_record_encode(sbuf *out, uint64_t lsn, int64_t ts_ms, uint8_t type, const char *tenant,
                       size_t tenant_len, const void *payload, size_t payload_len)
+{
+    return record_encode(out, lsn, ts_ms, type, 0, tenant, tenant_len, payload, payload_len);
+}
+
+int aol_record_reencode(sbuf *out, const aol_record *rec)
+{
+    return record_encode(out, rec->lsn, rec->ts_ms, rec->type, rec->flags, rec->tenant,
+                         rec->tenant_len, rec->payload_len ? (const void *)rec->payload : "",
+                         rec->payload_len);
+}
+
+static int record_encode(sbuf *out, uint64_t lsn, int64_t ts_ms, uint8_t type, uint8_t flags,
+                         const char *tenant, size_t tenant_len, const void *payload,
+                         size_t payload_len)
 {
     int rc = rec_args_check(tenant, tenant_len, payload, payload_len);
     if (rc != STRATA_OK) {
         return rc;
     }
     uint8_t h[AOL_HEADER_BYTES];
-    rec_header_fill(h, (uint32_t)payload_len, lsn, ts_ms, type, (uint16_t)tenant_len);
+    rec_header_fill(h, (uint32_t)payload_len, lsn, ts_ms, type, flags, (uint16_t)tenant_len);
     uint32_t crc = crc32c(0, h + 8, AOL_HEADER_BYTES - 8);
     crc = crc32c(crc, tenant, tenant_len);
     crc = crc32c(crc, payload, payload_len);
@@ -598,6 +616,33 @@ static int segment_truncate(const char *path, uint64_t off)
  * was being created): the caller deletes and recreates it. *cut is set when
  * the tail was truncated (and the file therefore just fsync'ed).
  */
+/* Is there a valid record with LSN >= next anywhere after off? A crash tears
+ * only the end of the file, so one is a sign of damage in the middle. The
+ * LSN field is checked before the (costlier) CRC at each offset. */
+static bool tail_has_later_record(int fd, uint64_t off, uint64_t size, uint64_t next)
+{
+    if (size <= off + AOL_HEADER_BYTES || size - off > ((uint64_t)1 << 31)) {
+        return false;
+    }
+    size_t n = (size_t)(size - off);
+    uint8_t *buf = strata_malloc(n);
+    if (buf == NULL || pread_full(fd, buf, n, off) != (ssize_t)n) {
+        strata_free(buf);
+        return false;
+    }
+    bool found = false;
+    for (size_t o = 1; !found && o + AOL_HEADER_BYTES <= n; o++) {
+        uint64_t lsn = wire_rd64(buf + o + 8);
+        if (lsn < next || lsn > next + (1u << 20)) {
+            continue;
+        }
+        aol_record rec;
+        found = aol_record_decode(buf + o, n - o, &rec) > 0;
+    }
+    strata_free(buf);
+    return found;
+}
+
 static int segment_recover(aol *log, uint64_t name_base, bool is_last, uint64_t expect,
                            aol_open_info *info, bool *torn_header, bool *cut)
 {
@@ -681,6 +726,15 @@ static int segment_recover(aol *log, uint64_t name_base, bool is_last, uint64_t 
         if (!is_last) {
             rc = strata_error(STRATA_ECORRUPT, "log segment %s: %s at offset %llu", path, why,
                               (unsigned long long)r.rec_off);
+            goto done;
+        }
+        if (tail_has_later_record(fd, r.rec_off, size, next)) {
+            /* Not a torn write: valid records follow the damage, and cutting
+             * there would silently drop acknowledged writes. */
+            rc = strata_error(STRATA_ECORRUPT,
+                              "log segment %s: %s at offset %llu, and intact records follow "
+                              "(damaged, not torn): refusing to truncate",
+                              path, why, (unsigned long long)r.rec_off);
             goto done;
         }
         slog(SLOG_WARN, "log segment %s: %s at offset %llu, truncating %llu bytes", path, why,
@@ -1129,6 +1183,14 @@ void aol_close(aol *log)
 int aol_append(aol *log, uint8_t type, const char *tenant, size_t tenant_len, int64_t ts_ms,
                const void *payload, size_t payload_len, uint64_t *lsn_out)
 {
+    return aol_append_flags(log, type, 0, tenant, tenant_len, ts_ms, payload, payload_len,
+                            lsn_out);
+}
+
+int aol_append_flags(aol *log, uint8_t type, uint8_t flags, const char *tenant,
+                     size_t tenant_len, int64_t ts_ms, const void *payload, size_t payload_len,
+                     uint64_t *lsn_out)
+{
     if (lsn_out != NULL) {
         *lsn_out = 0;
     }
@@ -1141,7 +1203,7 @@ int aol_append(aol *log, uint8_t type, const char *tenant, size_t tenant_len, in
     }
     /* Everything but the LSN and its CRC is prepared before taking the lock. */
     uint8_t h[AOL_HEADER_BYTES];
-    rec_header_fill(h, (uint32_t)payload_len, 0, ts_ms, type, (uint16_t)tenant_len);
+    rec_header_fill(h, (uint32_t)payload_len, 0, ts_ms, type, flags, (uint16_t)tenant_len);
     size_t tail_len = AOL_HEADER_BYTES - 16 + tenant_len + payload_len;
     uint32_t tail_crc = crc32c(0, h + 16, AOL_HEADER_BYTES - 16);
     tail_crc = crc32c(tail_crc, tenant, tenant_len);
@@ -1254,6 +1316,7 @@ void aol_stats_get(aol *log, aol_stats *out)
     out->fsyncs = log->fsyncs;
     out->appends = log->appends;
     out->segments_dropped = log->segments_dropped;
+    out->base_lsn = log->n_segs > 0 ? log->segs[0].base_lsn : 0;
     pthread_mutex_unlock(&log->lock);
 }
 
@@ -1403,5 +1466,170 @@ int aol_drop_segments(aol *log, uint64_t keep_after_lsn, int64_t older_than_ms,
 done:
     strata_free(bases);
     pthread_mutex_unlock(&log->drop_lock);
+    return rc;
+}
+
+/* ====================================================================== */
+/* erasure (right to be forgotten)                                         */
+/* ====================================================================== */
+
+/*
+ * Rewrite one segment with the records `erase` picks replaced by NOOPs of the
+ * same LSN, time and tenant. The new image goes to <seg>.tmp, is fdatasync'ed
+ * and renamed over the original, so every crash point leaves one valid copy.
+ * *new_bytes gets the new size (unchanged when nothing matched: no write).
+ */
+static int segment_erase(aol *log, const aol_seg *seg, aol_erase_fn erase, void *ctx,
+                         uint64_t *n_erased, uint64_t *new_bytes)
+{
+    char path[PATH_MAX];
+    char tmp[PATH_MAX + 8];
+    segment_path(log, seg->base_lsn, path, sizeof(path));
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    *new_bytes = seg->bytes;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return log_io_error("cannot open log segment", path);
+    }
+    uint8_t *img = strata_malloc(seg->bytes ? seg->bytes : 1);
+    ssize_t got = img ? pread_full(fd, img, seg->bytes, 0) : -1;
+    close(fd);
+    if (img == NULL) {
+        return strata_error(STRATA_ENOMEM, "out of memory erasing records");
+    }
+    if (got != (ssize_t)seg->bytes) {
+        strata_free(img);
+        return log_io_error("cannot read log segment", path);
+    }
+    sbuf out;
+    sbuf_init(&out, SIZE_MAX / 2);
+    int rc = sbuf_append(&out, img, AOL_SEGMENT_HEADER_BYTES);
+    uint64_t hits = 0;
+    size_t off = AOL_SEGMENT_HEADER_BYTES;
+    while (rc == STRATA_OK && off < seg->bytes) {
+        aol_record rec;
+        long n = aol_record_decode(img + off, seg->bytes - off, &rec);
+        if (n <= 0) {
+            rc = strata_error(STRATA_ECORRUPT, "log segment %s: unreadable record at offset %zu",
+                              path, off);
+            break;
+        }
+        if (rec.type != AOL_NOOP && erase(ctx, &rec)) {
+            rc = aol_record_encode(&out, rec.lsn, rec.ts_ms, AOL_NOOP, rec.tenant,
+                                   rec.tenant_len, "", 0);
+            hits++;
+        } else {
+            rc = sbuf_append(&out, img + off, (size_t)n);
+        }
+        off += (size_t)n;
+    }
+    strata_free(img);
+    if (rc == STRATA_OK && hits > 0) {
+        int tfd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (tfd < 0 || log_write_all(tfd, out.data, out.len) != 0 || log_fdatasync(tfd) != 0) {
+            rc = log_io_error("cannot write erased log segment", tmp);
+        }
+        if (tfd >= 0) {
+            close(tfd);
+        }
+        if (rc == STRATA_OK && rename(tmp, path) != 0) {
+            rc = log_io_error("cannot replace log segment", path);
+        }
+        if (rc != STRATA_OK) {
+            unlink(tmp);
+        } else if (fsync(log->dir_fd) != 0) {
+            rc = log_io_error("cannot fsync log directory", log->dir);
+        }
+        if (rc == STRATA_OK) {
+            *new_bytes = out.len;
+            *n_erased += hits;
+        }
+    }
+    sbuf_free(&out);
+    return rc;
+}
+
+int aol_erase(aol *log, aol_erase_fn erase, void *ctx, uint64_t *erased)
+{
+    if (erased != NULL) {
+        *erased = 0;
+    }
+    if (log == NULL || erase == NULL) {
+        return strata_error(STRATA_EINVAL, "aol_erase: no log or callback");
+    }
+    /* drop_lock keeps retention away; owning `flushing` keeps every writer
+     * (and rotation) off the files while they are rewritten. Appends still
+     * queue in `pending` and their waiters wait. */
+    pthread_mutex_lock(&log->drop_lock);
+    pthread_mutex_lock(&log->lock);
+    while (log->flushing) {
+        pthread_cond_wait(&log->flushed, &log->lock);
+    }
+    if (log->failed) {
+        int rc = aol_failed_error(log);
+        pthread_mutex_unlock(&log->lock);
+        pthread_mutex_unlock(&log->drop_lock);
+        return rc;
+    }
+    if (log->pending.len > 0) {
+        flush_locked(log, true);
+        while (log->flushing) {
+            pthread_cond_wait(&log->flushed, &log->lock);
+        }
+        if (log->failed) {
+            int rc = aol_failed_error(log);
+            pthread_mutex_unlock(&log->lock);
+            pthread_mutex_unlock(&log->drop_lock);
+            return rc;
+        }
+    }
+    log->flushing = true;
+    size_t n = log->n_segs;
+    aol_seg *segs = strata_memdup(log->segs, n * sizeof(*segs));
+    pthread_mutex_unlock(&log->lock);
+
+    int rc = segs ? STRATA_OK : strata_error(STRATA_ENOMEM, "out of memory erasing records");
+    uint64_t hits = 0;
+    uint64_t *sizes = segs ? strata_calloc(n ? n : 1, sizeof(*sizes)) : NULL;
+    if (rc == STRATA_OK && sizes == NULL) {
+        rc = strata_error(STRATA_ENOMEM, "out of memory erasing records");
+    }
+    for (size_t i = 0; rc == STRATA_OK && i < n; i++) {
+        sizes[i] = segs[i].bytes;
+        if (segs[i].last_lsn >= segs[i].base_lsn) {
+            rc = segment_erase(log, &segs[i], erase, ctx, &hits, &sizes[i]);
+        }
+    }
+    /* The active segment may have been replaced: append to the new file. */
+    int new_fd = -1;
+    if (rc == STRATA_OK && n > 0 && sizes[n - 1] != segs[n - 1].bytes) {
+        char path[PATH_MAX];
+        segment_path(log, segs[n - 1].base_lsn, path, sizeof(path));
+        new_fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
+        if (new_fd < 0) {
+            rc = log_io_error("cannot reopen the active log segment", path);
+        }
+    }
+
+    pthread_mutex_lock(&log->lock);
+    for (size_t i = 0; sizes != NULL && i < n; i++) {
+        log->segs[i].bytes = sizes[i]; /* flushing kept the table fixed */
+    }
+    if (new_fd >= 0) {
+        close(log->fd);
+        log->fd = new_fd;
+    } else if (rc != STRATA_OK && rc != STRATA_ENOMEM && rc != STRATA_ECORRUPT) {
+        /* The active file may be gone or half replaced: stop writing. */
+        aol_fail_locked(log, strata_errmsg());
+    }
+    log->flushing = false;
+    pthread_cond_broadcast(&log->flushed);
+    pthread_mutex_unlock(&log->lock);
+    pthread_mutex_unlock(&log->drop_lock);
+    strata_free(sizes);
+    strata_free(segs);
+    if (erased != NULL) {
+        *erased = hits;
+    }
     return rc;
 }

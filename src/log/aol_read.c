@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 
 #include "log/log.h"
+#include "log/ship.h"
 
 static int u64_cmp(const void *a, const void *b)
 {
@@ -22,8 +23,8 @@ static int u64_cmp(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* Base LSNs of the *.seg files of dir, sorted. */
-static int list_segments(const char *dir, uint64_t **out, size_t *n_out)
+/* Base LSNs of the *.seg files of dir, sorted (also used by log shipping). */
+int aol_dir_segments(const char *dir, uint64_t **out, size_t *n_out)
 {
     *out = NULL;
     *n_out = 0;
@@ -103,7 +104,7 @@ int aol_scan_dir(const char *dir, aol_replay_fn cb, void *ctx, uint64_t *first_l
     }
     uint64_t *bases = NULL;
     size_t n = 0;
-    int rc = list_segments(dir, &bases, &n);
+    int rc = aol_dir_segments(dir, &bases, &n);
     if (rc != STRATA_OK) {
         return rc;
     }

@@ -77,8 +77,12 @@ typedef enum aol_type {
     AOL_DISTILL_APPLY = 74,  /* the graph changes distilled from one memory, atomically */
     AOL_KEY_CREATE = 80,     /* an API key created (its SHA-256 only) */
     AOL_KEY_REVOKE = 81,     /* an API key revoked */
+    AOL_USER_FORGET = 90,    /* right to be forgotten: a user's data removed everywhere */
     AOL_TYPE_MAX = 255
 } aol_type;
+
+/* Record flags (header byte 25). */
+#define AOL_FLAG_SEALED 0x01u  /* payload encrypted at rest (src/pipeline/seal.c) */
 
 #define AOL_HEADER_BYTES 32
 #define AOL_SEGMENT_HEADER_BYTES 32
@@ -123,6 +127,7 @@ typedef struct aol_stats {
     uint64_t fsyncs;                  /* fdatasync calls since open */
     uint64_t appends;                 /* records appended since open */
     uint64_t segments_dropped;        /* removed by aol_drop_segments since open */
+    uint64_t base_lsn;                /* first LSN the oldest live segment holds */
 } aol_stats;
 
 typedef struct aol aol;
@@ -148,6 +153,11 @@ int aol_replay(aol *log, uint64_t after_lsn, aol_replay_fn cb, void *ctx);
 int aol_append(aol *log, uint8_t type, const char *tenant, size_t tenant_len, int64_t ts_ms,
                const void *payload, size_t payload_len, uint64_t *lsn_out);
 
+/* aol_append with header flags (AOL_FLAG_*). */
+int aol_append_flags(aol *log, uint8_t type, uint8_t flags, const char *tenant,
+                     size_t tenant_len, int64_t ts_ms, const void *payload, size_t payload_len,
+                     uint64_t *lsn_out);
+
 /* Block until the record at lsn satisfies the fsync policy. Thread-safe. */
 int aol_wait(aol *log, uint64_t lsn);
 
@@ -162,6 +172,15 @@ void aol_stats_get(aol *log, aol_stats *out);
 int aol_drop_segments(aol *log, uint64_t keep_after_lsn, int64_t older_than_ms,
                       uint64_t *dropped);
 
+/* Erasure for the right to be forgotten: every record for which erase()
+ * returns true becomes an AOL_NOOP with the same LSN, timestamp and tenant and
+ * no payload, so LSNs stay contiguous and replays skip it. Only segments with
+ * a match are rewritten (temporary file, fdatasync, rename, directory fsync:
+ * a crash leaves the old or the new copy of each). Writers wait while it runs;
+ * erase() must not append. *erased (may be NULL) gets the records replaced. */
+typedef bool (*aol_erase_fn)(void *ctx, const aol_record *rec);
+int aol_erase(aol *log, aol_erase_fn erase, void *ctx, uint64_t *erased);
+
 /* Read-only scan of a log directory that another process may be appending to
  * (no lock taken, nothing repaired): calls cb for every valid record in LSN
  * order and stops quietly at a torn or corrupt tail of the last segment.
@@ -174,6 +193,9 @@ int aol_scan_dir(const char *dir, aol_replay_fn cb, void *ctx, uint64_t *first_l
  * (a torn tail), or STRATA_ECORRUPT (bad length, bad CRC, bad tenant length).
  * Used by recovery and by the fuzz target. */
 long aol_record_decode(const uint8_t *buf, size_t len, aol_record *rec);
+
+/* Encode a decoded record again, flags included (shipping, backups). */
+int aol_record_reencode(sbuf *out, const aol_record *rec);
 
 /* Encode one record into out (appending). */
 int aol_record_encode(sbuf *out, uint64_t lsn, int64_t ts_ms, uint8_t type, const char *tenant,

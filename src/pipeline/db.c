@@ -43,7 +43,9 @@
 
 #include "l1/l1_redis.h"
 #include "pipeline/pipeline.h"
+#include "pipeline/repl.h"
 #include "pipeline/replay_stream.h"
+#include "privacy/crypt.h"
 #include "providers/embed.h"
 #include "providers/llm_http.h"
 #include "providers/embed_minilm.h"
@@ -84,6 +86,8 @@ void strata_config_init(strata_config *cfg)
     cfg->merge_margin = 0.15f;
     cfg->merge_window_s = 3600;
     cfg->interest_half_life_days = 30.0f;
+    cfg->snapshot_archive_every_s = 24 * 3600;
+    cfg->snapshot_retain = 7;
 }
 
 int strata_fsync_parse(const char *text, strata_fsync_policy *out)
@@ -466,6 +470,13 @@ static int db_apply(strata_db *db, const aol_record *rec, apply_mask mask)
             rc = db_apply_mem_add(db, rec, tenant, &r, mask.profile);
         }
         break;
+    case AOL_USER_FORGET:
+        rc = db_apply_forget(db, rec, tenant, &r,
+                             (mask.l1 ? FORGET_TIER_L1 : 0) | (mask.l2 ? FORGET_TIER_L2 : 0) |
+                                 (mask.l3 ? FORGET_TIER_L3 : 0) |
+                                 (mask.profile ? FORGET_TIER_PROFILE : 0) |
+                                 (mask.jobs ? FORGET_TIER_JOBS : 0));
+        break;
     case AOL_MEM_DELETE: {
         a = wire_get_strdup(&r);
         uint64_t id = wire_get_u64(&r);
@@ -497,14 +508,18 @@ static int db_apply(strata_db *db, const aol_record *rec, apply_mask mask)
 int db_write(strata_db *db, uint8_t type, const char *tenant, const sbuf *payload,
              db_precheck_fn precheck, void *arg, uint64_t *lsn_out)
 {
+    if (atomic_load(&db->read_only)) {
+        /* A replica's LSNs are the primary's: a local write would take one. */
+        return strata_error(STRATA_EUNSUPPORTED, "this server is a read-only replica");
+    }
     size_t tenant_len = strlen(tenant);
     int64_t now_ms = clock_now_ms();
     pthread_mutex_lock(&db->write_lock);
     int rc = precheck ? precheck(db, arg) : STRATA_OK;
     uint64_t lsn = 0;
     if (rc == STRATA_OK) {
-        rc = aol_append(db->log, type, tenant, tenant_len, now_ms, payload->data, payload->len,
-                        &lsn);
+        rc = db_seal_append(db, type, tenant, tenant_len, now_ms, payload->data, payload->len,
+                            &lsn);
     }
     if (rc == STRATA_OK) {
         aol_record rec = {lsn, now_ms, type, 0, tenant, tenant_len,
@@ -578,20 +593,41 @@ int db_append_raw(strata_db *db, const aol_record *rec)
 {
     pthread_mutex_lock(&db->write_lock);
     uint64_t lsn = 0;
-    int rc = aol_append(db->log, rec->type, rec->tenant, rec->tenant_len, rec->ts_ms,
-                        rec->payload_len ? (const void *)rec->payload : "", rec->payload_len,
-                        &lsn);
+    /* A sealed record is copied as it is (same keyring); a plain one is
+     * sealed on the way in when this log is encrypted. */
+    sbuf scratch;
+    sbuf_init(&scratch, AOL_MAX_PAYLOAD);
+    aol_record plain;
+    int rc = db_unseal(db, rec, &scratch, &plain);
+    bool shredded = rc == STRATA_ENOTFOUND;
+    if (shredded) {
+        rc = STRATA_OK;
+    }
+    if (rc == STRATA_OK && (rec->flags & AOL_FLAG_SEALED)) {
+        rc = aol_append_flags(db->log, rec->type, rec->flags, rec->tenant, rec->tenant_len,
+                              rec->ts_ms, rec->payload_len ? (const void *)rec->payload : "",
+                              rec->payload_len, &lsn);
+    } else if (rc == STRATA_OK) {
+        rc = db_seal_append(db, rec->type, rec->tenant, rec->tenant_len, rec->ts_ms,
+                            rec->payload_len ? (const void *)rec->payload : "", rec->payload_len,
+                            &lsn);
+    }
     if (rc == STRATA_OK && lsn != rec->lsn) {
         rc = strata_error(STRATA_ECORRUPT, "restore: record %" PRIu64 " landed at LSN %" PRIu64,
                           rec->lsn, lsn);
     }
-    if (rc == STRATA_OK) {
-        rc = db_apply(db, rec, APPLY_ALL);
+    if (rc == STRATA_OK && !shredded) {
+        rc = db_apply(db, &plain, APPLY_ALL);
         if (rc == STRATA_ENOTFOUND || rc == STRATA_ECONFLICT) {
             rc = STRATA_OK; /* as in recovery: a record that no longer applies */
         }
     }
+    bool forget = rc == STRATA_OK && !shredded && plain.type == AOL_USER_FORGET;
     pthread_mutex_unlock(&db->write_lock);
+    if (forget) {
+        rc = forget_after_apply(db, &plain);
+    }
+    sbuf_free(&scratch);
     return rc;
 }
 
@@ -644,6 +680,9 @@ int strata_turn_append(strata_db *db, const char *tenant, const char *session_id
     if (role > STRATA_ROLE_SYSTEM) {
         return strata_error(STRATA_EINVAL, "role must be user, assistant or system");
     }
+    if (atomic_load(&db->read_only)) {
+        return strata_error(STRATA_EUNSUPPORTED, "this server is a read-only replica");
+    }
     /* Whether this turn queues consolidation depends on the session's current
      * turn_count, which only the write lock makes stable; the flag is decided
      * inside the precheck below via the session's state. */
@@ -666,7 +705,7 @@ int strata_turn_append(strata_db *db, const char *tenant, const char *session_id
         rc = rc ? rc : wire_put_bytes(&payload, content, content_len);
         rc = rc ? rc : wire_put_u8(&payload, flags);
         if (rc == STRATA_OK) {
-            rc = aol_append(db->log, AOL_TURN, tenant, tenant_len, now_ms, payload.data,
+            rc = db_seal_append(db, AOL_TURN, tenant, tenant_len, now_ms, payload.data,
                             payload.len, &lsn);
         }
         if (rc == STRATA_OK) {
@@ -962,6 +1001,16 @@ typedef int (*snap_encode_fn)(void *tier, sbuf *out);
 
 static int db_snapshot_one(strata_db *db, const char *name, const sbuf *image, uint64_t lsn)
 {
+    sbuf sealed;
+    sbuf_init(&sealed, SIZE_MAX / 2);
+    if (db->keyring != NULL) {
+        int src = db_seal_snapshot(db, name, lsn, image, &sealed);
+        if (src != STRATA_OK) {
+            sbuf_free(&sealed);
+            return src;
+        }
+        image = &sealed;
+    }
     snap_writer *w = NULL;
     int rc = snap_begin(db->snap_dir, name, lsn, &w);
     if (rc == STRATA_OK) {
@@ -972,6 +1021,7 @@ static int db_snapshot_one(strata_db *db, const char *name, const sbuf *image, u
             snap_abort(w);
         }
     }
+    sbuf_free(&sealed);
     if (rc == STRATA_OK) {
         snap_prune(db->snap_dir, name, 2);
     }
@@ -1039,6 +1089,8 @@ int strata_db_snapshot(strata_db *db)
         db->snap_lsn_profile = lsn;
         db->snap_lsn_keys = lsn;
         atomic_fetch_add(&db->snapshots_written, 1);
+        atomic_store(&db->snap_last_lsn, lsn);
+        atomic_store(&db->snap_last_ms, clock_now_ms());
         uint64_t dropped = 0;
         int64_t older_than = clock_now_ms() - (int64_t)db->cfg.retention_s * 1000;
         if (aol_drop_segments(db->log, lsn, older_than, &dropped) == STRATA_OK) {
@@ -1082,8 +1134,8 @@ static void db_expire_idle(strata_db *db)
             uint64_t lsn = 0;
             size_t tlen = strlen(refs[i].tenant);
             int64_t now_ms = clock_now_ms();
-            rc = rc ? rc : aol_append(db->log, AOL_SESSION_EXPIRE, refs[i].tenant, tlen, now_ms,
-                                      payload.data, payload.len, &lsn);
+            rc = rc ? rc : db_seal_append(db, AOL_SESSION_EXPIRE, refs[i].tenant, tlen, now_ms,
+                                          payload.data, payload.len, &lsn);
             if (rc == STRATA_OK) {
                 aol_record rec = {lsn, now_ms, AOL_SESSION_EXPIRE, 0, refs[i].tenant, tlen,
                                   (const uint8_t *)payload.data, payload.len};
@@ -1162,8 +1214,14 @@ static void *db_ticker_main(void *arg)
             break;
         }
         pthread_mutex_unlock(&db->ticker_lock);
-        db_expire_idle(db);
-        db_nightly_distill(db);
+        /* A replica writes nothing of its own: expiries and nightly jobs
+         * reach it through the primary's log. */
+        if (!atomic_load(&db->read_only)) {
+            db_expire_idle(db);
+            db_nightly_distill(db);
+        }
+        db_archive_tick(db);
+        forget_tick(db);
         uint64_t now_ns = clock_mono_ns();
         if (db->cfg.snapshot_every_s > 0 &&
             now_ns - last_snapshot_ns >= (uint64_t)db->cfg.snapshot_every_s * 1000000000ull) {
@@ -1222,8 +1280,15 @@ static int db_l1_open(strata_db *db, const strata_config *cfg)
     o.wait_replicas = cfg->redis_wait;
     o.buffer_max = cfg->buffer_turns;
     o.pool_size = 8;
+    redis_tls_options tls;
+    o.tls = redis_tls_options_from_config(cfg, &tls);
     int rc = copy ? l1_redis_open(&o, &db->l1) : STRATA_ENOMEM;
     strata_free(copy);
+    if (rc != STRATA_OK) {
+        char why[512]; /* a copy: strata_error writes the buffer strata_errmsg reads */
+        snprintf(why, sizeof(why), "%s", strata_errmsg());
+        rc = strata_error(rc, "L1 on Redis: %s", why);
+    }
     /* Redis keeps L1 itself (AOF): replaying L1 records into it again would
      * append every turn twice, and it has no snapshot of ours. */
     db->l1_external = rc == STRATA_OK;
@@ -1257,6 +1322,8 @@ static int db_replay_open(strata_db *db, const strata_config *cfg)
     o.n_addresses = n;
     o.cluster = cfg->replay_cluster != 0;
     o.password = cfg->redis_password;
+    redis_tls_options tls;
+    o.tls = redis_tls_options_from_config(cfg, &tls); /* the same TLS settings as L1 */
     if (cfg->replay_key != NULL) {
         o.key = cfg->replay_key;
     }
@@ -1264,7 +1331,9 @@ static int db_replay_open(strata_db *db, const strata_config *cfg)
     int rc = copy ? replay_stream_open(&o, &db->replay) : STRATA_ENOMEM;
     strata_free(copy);
     if (rc != STRATA_OK) {
-        rc = strata_error(rc, "replay stream: %s", strata_errmsg());
+        char why[512]; /* a copy: strata_error writes the buffer strata_errmsg reads */
+        snprintf(why, sizeof(why), "%s", strata_errmsg());
+        rc = strata_error(rc, "replay stream: %s", why);
     }
     return rc;
 }
@@ -1283,13 +1352,42 @@ static int db_load_snapshot(strata_db *db, const char *name, void *tier, snap_lo
         *lsn_out = 0;
         return STRATA_OK;
     }
+    if (rc == STRATA_ECORRUPT) {
+        /* Every snapshot of the tier is damaged: reported, and the log alone
+         * rebuilds the tier when it reaches back to LSN 1 (checked once open). */
+        slog(SLOG_WARN, "%s; rebuilding tier %s from the log instead", strata_errmsg(), name);
+        db->snapshot_shredded = true;
+        *lsn_out = 0;
+        return STRATA_OK;
+    }
+    sbuf plain;
+    sbuf_init(&plain, SIZE_MAX / 2);
+    bool sealed = false;
     if (rc == STRATA_OK) {
-        rc = load(tier, data, len);
+        rc = db_unseal_snapshot(db, name, *lsn_out, data, len, &plain, &sealed);
+        if (rc == STRATA_ENOTFOUND) {
+            /* A copy made before a right-to-be-forgotten (a backup): its
+             * snapshot key is shredded; the log alone must then rebuild the
+             * tier (checked once the log is open). */
+            slog(SLOG_WARN, "%s; rebuilding from the log instead", strata_errmsg());
+            db->snapshot_shredded = true;
+            *lsn_out = 0;
+            sbuf_free(&plain);
+            strata_free(data);
+            return STRATA_OK;
+        }
+    }
+    if (rc == STRATA_OK) {
+        rc = sealed ? load(tier, plain.data ? plain.data : "", plain.len) : load(tier, data, len);
         if (rc != STRATA_OK) {
             rc = strata_error(rc, "snapshot %s at LSN %" PRIu64 " cannot be loaded: %s", name,
                               *lsn_out, strata_errmsg());
         }
     }
+    if (plain.data != NULL) {
+        crypt_wipe(plain.data, plain.len);
+    }
+    sbuf_free(&plain);
     strata_free(data);
     return rc;
 }
@@ -1450,6 +1548,7 @@ static int db_embedder_open(const strata_config *cfg, const char *data_dir, embe
 typedef struct replay_ctx {
     strata_db *db;
     uint64_t applied;
+    sbuf scratch;                    /* plaintext of sealed records */
 } replay_ctx;
 
 static int db_replay_cb(void *ctx, const aol_record *rec)
@@ -1460,7 +1559,13 @@ static int db_replay_cb(void *ctx, const aol_record *rec)
                        rec->lsn > db->snap_lsn_jobs, rec->lsn > db->snap_lsn_l2,
                        rec->lsn > db->snap_lsn_l3, rec->lsn > db->snap_lsn_profile,
                        rec->lsn > db->snap_lsn_keys};
-    int rc = db_apply(db, rec, mask);
+    aol_record plain;
+    int rc = db_unseal(db, rec, &rc_ctx->scratch, &plain);
+    if (rc == STRATA_ENOTFOUND) {
+        rc_ctx->applied++;
+        return STRATA_OK; /* its key was shredded: the record is forgotten */
+    }
+    rc = rc ? rc : db_apply(db, &plain, mask);
     /* A record that no longer applies (e.g. an expiry of a session a newer
      * snapshot already removed) is not an error worth refusing to start for. */
     if (rc == STRATA_ENOTFOUND || rc == STRATA_ECONFLICT) {
@@ -1576,6 +1681,8 @@ int strata_db_open(const strata_config *cfg, strata_db **out, strata_recovery_in
     db->cfg = *cfg;
     pthread_mutex_init(&db->write_lock, NULL);
     pthread_mutex_init(&db->snapshot_lock, NULL);
+    pthread_mutex_init(&db->forget_lock, NULL);
+    pthread_mutex_init(&db->replicas_lock, NULL);
     pthread_mutex_init(&db->ticker_lock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -1593,6 +1700,10 @@ int strata_db_open(const strata_config *cfg, strata_db **out, strata_recovery_in
     db->cfg.data_dir = db->data_dir;
     rc = db_mkdir(db->data_dir);
     rc = rc ? rc : db_mkdir(db->snap_dir);
+    if (rc != STRATA_OK) {
+        goto fail;
+    }
+    rc = db_crypto_open(db, cfg);
     if (rc != STRATA_OK) {
         goto fail;
     }
@@ -1667,8 +1778,22 @@ int strata_db_open(const strata_config *cfg, strata_db **out, strata_recovery_in
                                           STRATA_MIN(db->snap_lsn_l3,
                                                      STRATA_MIN(db->snap_lsn_profile,
                                                                 db->snap_lsn_keys))));
-    replay_ctx rctx = {db, 0};
+    if (db->snapshot_shredded) {
+        aol_stats ls;
+        aol_stats_get(db->log, &ls);
+        if (ls.base_lsn > 1) {
+            rc = strata_error(STRATA_ECORRUPT,
+                              "a snapshot is unusable (damaged, or its key shredded by a later "
+                              "right-to-be-forgotten) and the log here starts at LSN %" PRIu64
+                              ", not 1: the state cannot be rebuilt",
+                              ls.base_lsn);
+            goto fail;
+        }
+    }
+    replay_ctx rctx = {db, 0, {NULL, 0, 0, 0}};
+    sbuf_init(&rctx.scratch, AOL_MAX_PAYLOAD);
     rc = aol_replay(db->log, from, db_replay_cb, &rctx);
+    sbuf_free(&rctx.scratch);
     if (rc != STRATA_OK) {
         rc = strata_error(rc, "log replay failed: %s", strata_errmsg());
         goto fail;
@@ -1699,11 +1824,16 @@ int strata_db_open(const strata_config *cfg, strata_db **out, strata_recovery_in
     }
     rc = jobs_register(db->jobs, "consolidate", consolidate_job, db);
     rc = rc ? rc : jobs_register(db->jobs, "distill", distill_job, db);
+    /* A right-to-be-forgotten cut short by a crash is finished before anything
+     * else runs (its deletion is already applied by the replay). */
+    rc = rc ? rc : forget_resume(db);
     if (rc != STRATA_OK) {
         goto fail;
     }
+    atomic_store(&db->read_only, cfg->replica != 0);
     if (cfg->background) {
-        rc = jobs_start(db->jobs, cfg->job_workers, db_job_finish, db);
+        /* A replica's jobs run on the primary; promotion starts them here. */
+        rc = cfg->replica ? STRATA_OK : jobs_start(db->jobs, cfg->job_workers, db_job_finish, db);
         if (rc != STRATA_OK) {
             goto fail;
         }
@@ -1719,6 +1849,21 @@ int strata_db_open(const strata_config *cfg, strata_db **out, strata_recovery_in
 fail:
     strata_db_close(db);
     return rc;
+}
+
+int strata_db_promote(strata_db *db)
+{
+    if (!atomic_exchange(&db->read_only, false)) {
+        return strata_error(STRATA_ECONFLICT, "this server is not a replica");
+    }
+    /* Jobs the primary queued and did not finish run here now. */
+    return db->cfg.background ? jobs_start(db->jobs, db->cfg.job_workers, db_job_finish, db)
+                              : STRATA_OK;
+}
+
+int strata_db_is_replica(strata_db *db)
+{
+    return atomic_load(&db->read_only) ? 1 : 0;
 }
 
 void strata_db_close(strata_db *db)
@@ -1742,6 +1887,7 @@ void strata_db_close(strata_db *db)
         strata_db_snapshot(db);
     }
     aol_close(db->log);
+    db_crypto_close(db);
     replay_stream_close(db->replay);
     jobs_free(db->jobs);
     kv_free(db->kv);
@@ -1767,6 +1913,8 @@ void strata_db_close(strata_db *db)
     strata_free(db->snap_dir);
     pthread_mutex_destroy(&db->write_lock);
     pthread_mutex_destroy(&db->snapshot_lock);
+    pthread_mutex_destroy(&db->forget_lock);
+    pthread_mutex_destroy(&db->replicas_lock);
     pthread_mutex_destroy(&db->ticker_lock);
     pthread_cond_destroy(&db->ticker_cond);
     strata_free(db);
@@ -1792,6 +1940,8 @@ void strata_db_stats_get(strata_db *db, strata_db_stats *out)
     out->sessions_expired = atomic_load(&db->sessions_expired);
     out->snapshots_written = atomic_load(&db->snapshots_written);
     out->segments_dropped = atomic_load(&db->segments_dropped);
+    out->users_forgotten = atomic_load(&db->users_forgotten);
+    out->forget_records_erased = atomic_load(&db->forget_records_erased);
     jobs_counts(db->jobs, &out->jobs_queued, &out->jobs_running, &out->jobs_done,
                 &out->jobs_failed);
     l2_stats l2s;

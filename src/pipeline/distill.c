@@ -207,10 +207,12 @@ static int distill_entry_ops(strata_db *db, ops_buf *o, const char *tenant, cons
     }
     if (strcmp(kind, "constraint") == 0 || strcmp(attr, "allergy") == 0) {
         snprintf(node, sizeof(node), "constraint:%s", slug);
-        rc = op_node(o, node, "Constraint", json_pack("{s:s, s:s}", "name", name, "statement",
-                                                     e->content));
+        /* The user's own words go on their edge, not on the node other users
+         * share, so forgetting the user (their edges go) leaves none behind. */
+        rc = op_node(o, node, "Constraint", json_pack("{s:s}", "name", name));
         rc = rc ? rc : op_edge(o, user_node, node, "HAS_CONSTRAINT",
-                               json_pack("{s:I}", "since", (json_int_t)e->ts));
+                               json_pack("{s:I, s:s}", "since", (json_int_t)e->ts, "statement",
+                                         e->content));
     } else if (strcmp(kind, "preference") == 0) {
         snprintf(node, sizeof(node), "preference:%s", slug);
         rc = op_node(o, node, "Preference", json_pack("{s:s}", "name", name));

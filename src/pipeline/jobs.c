@@ -73,6 +73,8 @@ struct jobs {
     job_finish_fn finish;
     void *finish_ctx;
     job *active[64];             /* jobs being run, one slot per worker */
+    char *hold_tenant;           /* a user being forgotten: none of their jobs */
+    char *hold_user;             /* starts until jobs_release (NULL: none) */
     uint64_t n_queued;
     uint64_t n_running;
     uint64_t n_done;
@@ -131,6 +133,8 @@ void jobs_free(jobs *js)
         return;
     }
     jobs_stop(js);
+    strata_free(js->hold_tenant);
+    strata_free(js->hold_user);
     dict_free(js->by_id);
     strata_free(js->finished);
     pthread_mutex_destroy(&js->lock);
@@ -545,6 +549,10 @@ static job *jobs_pop_ready(jobs *js, int64_t now_ms, int64_t *wait_ms)
         if (j->not_before_ms <= now_ms && js->n_running > 0 && jobs_user_busy(js, j)) {
             continue;
         }
+        if (js->hold_user != NULL && strcmp(j->user_id, js->hold_user) == 0 &&
+            strcmp(j->tenant, js->hold_tenant) == 0) {
+            continue;
+        }
         if (j->not_before_ms <= now_ms) {
             if (prev != NULL) {
                 prev->next = j->next;
@@ -709,4 +717,120 @@ void jobs_stop(jobs *js)
     strata_free(js->workers);
     js->workers = NULL;
     js->n_workers = 0;
+}
+
+/* Caller holds js->lock. Is a job of (tenant, user) or of one of the
+ * sessions running? */
+static bool jobs_user_running(const jobs *js, const char *tenant, const char *user)
+{
+    for (size_t i = 0; i < STRATA_ARRAY_LEN(js->active); i++) {
+        const job *r = js->active[i];
+        if (r != NULL && strcmp(r->user_id, user) == 0 && strcmp(r->tenant, tenant) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+int jobs_hold_user(jobs *js, const char *tenant, const char *user)
+{
+    char *t = strata_strdup(tenant);
+    char *u = strata_strdup(user);
+    if (t == NULL || u == NULL) {
+        strata_free(t);
+        strata_free(u);
+        return strata_error(STRATA_ENOMEM, "out of memory holding jobs");
+    }
+    pthread_mutex_lock(&js->lock);
+    strata_free(js->hold_tenant);
+    strata_free(js->hold_user);
+    js->hold_tenant = t;
+    js->hold_user = u;
+    /* Workers broadcast `cond` whenever a job ends. */
+    while (jobs_user_running(js, tenant, user)) {
+        pthread_cond_wait(&js->cond, &js->lock);
+    }
+    pthread_mutex_unlock(&js->lock);
+    return STRATA_OK;
+}
+
+void jobs_release(jobs *js)
+{
+    pthread_mutex_lock(&js->lock);
+    strata_free(js->hold_tenant);
+    strata_free(js->hold_user);
+    js->hold_tenant = NULL;
+    js->hold_user = NULL;
+    pthread_cond_broadcast(&js->cond);
+    pthread_mutex_unlock(&js->lock);
+}
+
+static bool in_list(const char *s, const char *const *list, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(s, list[i]) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+size_t jobs_apply_forget(jobs *js, const char *tenant, const char *user,
+                         const char *const *sessions, size_t n_sessions)
+{
+    size_t removed = 0;
+    pthread_mutex_lock(&js->lock);
+    dict_iter it;
+    const char *key;
+    size_t klen;
+    void *val;
+    /* Collect first: deleting while iterating is not allowed. */
+    job **doomed = NULL;
+    size_t n = 0;
+    size_t cap = 0;
+    dict_iter_init(&it, js->by_id);
+    while (dict_next(&it, &key, &klen, &val)) {
+        job *j = val;
+        if (strcmp(j->tenant, tenant) != 0 || j->status == STRATA_JOB_RUNNING) {
+            continue;
+        }
+        if (strcmp(j->user_id, user) != 0 &&
+            !(j->session_id[0] && in_list(j->session_id, sessions, n_sessions))) {
+            continue;
+        }
+        if (n == cap) {
+            size_t ncap = cap ? cap * 2 : 16;
+            job **nd = strata_realloc(doomed, ncap * sizeof(*nd));
+            if (nd == NULL) {
+                break; /* the rest stay; their content is erased with the log */
+            }
+            doomed = nd;
+            cap = ncap;
+        }
+        doomed[n++] = j;
+    }
+    for (size_t i = 0; i < n; i++) {
+        job *j = doomed[i];
+        if (j->status == STRATA_JOB_QUEUED) {
+            jobs_queue_remove(js, j);
+        }
+        /* A finished id left in the ring is harmless: its eviction is a
+         * delete of a missing key. */
+        dict_delete(js->by_id, j->id, strlen(j->id));
+        removed++;
+    }
+    strata_free(doomed);
+    pthread_mutex_unlock(&js->lock);
+    return removed;
+}
+
+void jobs_owner(jobs *js, const char *job_id, char user[STRATA_ID_MAX + 1])
+{
+    user[0] = '\0';
+    pthread_mutex_lock(&js->lock);
+    const job *j = dict_get(js->by_id, job_id, strlen(job_id));
+    if (j != NULL) {
+        snprintf(user, STRATA_ID_MAX + 1, "%s", j->user_id);
+    }
+    pthread_mutex_unlock(&js->lock);
 }

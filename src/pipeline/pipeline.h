@@ -96,6 +96,17 @@ int jobs_get(jobs *js, const char *tenant, const char *job_id, strata_job_info *
 void jobs_counts(jobs *js, uint64_t *queued, uint64_t *running, uint64_t *done,
                  uint64_t *failed);
 
+/* Right to be forgotten. jobs_hold_user: no job of (tenant, user) starts
+ * from now until jobs_release, and it returns once none is running (call it
+ * without db->write_lock: running jobs need it to finish). jobs_apply_forget
+ * (apply side) drops every job of the user or of one of the sessions, queued
+ * or finished, with its copied turns; returns how many. */
+/* The user of a job ("" if none or unknown). */
+void jobs_owner(jobs *js, const char *job_id, char user[STRATA_ID_MAX + 1]);
+int jobs_hold_user(jobs *js, const char *tenant, const char *user);
+void jobs_release(jobs *js);
+size_t jobs_apply_forget(jobs *js, const char *tenant, const char *user,
+                         const char *const *sessions, size_t n_sessions);
 int jobs_snapshot_write(jobs *js, sbuf *out);
 int jobs_snapshot_load(jobs *js, const void *data, size_t len);
 
@@ -155,6 +166,25 @@ struct strata_db {
     atomic_uint_fast64_t sessions_expired;
     atomic_uint_fast64_t snapshots_written;
     atomic_uint_fast64_t segments_dropped;
+    /* backups and replication (repl.h, backup.c) */
+    atomic_bool read_only;           /* a replica: only db_append_raw writes */
+    atomic_uint_fast64_t snap_last_lsn; /* newest snapshot set written */
+    atomic_int_fast64_t snap_last_ms;
+    atomic_uint_fast64_t archives_taken;
+    atomic_uint_fast64_t archived_sets;  /* sets in snap/archive, counted after each change */
+    atomic_int_fast64_t archive_last_ms; /* newest archived set (0: not looked yet) */
+    struct keyring *keyring;         /* encryption at rest; NULL when off (seal.c) */
+    bool snapshot_shredded;          /* open: a snapshot was unusable (damaged, shredded key) */
+    pthread_mutex_t forget_lock;     /* one right-to-be-forgotten at a time (forget.c) */
+    strata_forget_receipt forget_last; /* what the last AOL_USER_FORGET apply removed */
+    pthread_mutex_t replicas_lock;   /* replicas seen polling (forget.c) */
+    struct { uint64_t id, after; int64_t seen_ms; } replicas[8];
+    /* deletions whose own record waits for replicas (forget_tick), under forget_lock */
+    struct { uint64_t lsn; int64_t since_ms; char tenant[AOL_MAX_TENANT + 1]; }
+        forget_deferred[16];
+    size_t n_forget_deferred;
+    atomic_uint_fast64_t users_forgotten;
+    atomic_uint_fast64_t forget_records_erased;
 };
 
 /* Log one record and apply it under write_lock, then wait for durability.
@@ -173,6 +203,37 @@ size_t db_split_addrs(char *copy, const char **out, size_t max);
 void db_replay_ship(strata_db *db, const aol_record *rec);
 /* Re-log a record from another log under its own LSN and apply it. */
 int db_append_raw(strata_db *db, const aol_record *rec);
+/* Encryption at rest (seal.c). db_seal_append: aol_append, sealing the
+ * payload with its owner's data key when encryption is on (caller holds
+ * write_lock). db_unseal: a plaintext view of rec (payload in scratch);
+ * STRATA_ENOTFOUND when its key was shredded (skip the record). */
+int db_crypto_open(strata_db *db, const strata_config *cfg);
+void db_crypto_close(strata_db *db);
+int db_seal_append(strata_db *db, uint8_t type, const char *tenant, size_t tenant_len,
+                   int64_t ts_ms, const void *payload, size_t len, uint64_t *lsn_out);
+int db_unseal(strata_db *db, const aol_record *rec, sbuf *scratch, aol_record *out);
+int db_seal_snapshot(strata_db *db, const char *tier, uint64_t lsn, const sbuf *image, sbuf *out);
+int db_unseal_snapshot(strata_db *db, const char *tier, uint64_t lsn, const void *body,
+                       size_t len, sbuf *out, bool *sealed);
+/* Shred the user's data key and the keys of snapshots older than snap_lsn. */
+int db_crypto_forget(strata_db *db, const char *tenant, const char *user, uint64_t snap_lsn);
+
+/* Right to be forgotten (forget.c). db_apply_forget applies an
+ * AOL_USER_FORGET record to the tiers named by `tiers`; forget_resume (at
+ * open) finishes a deletion a crash interrupted. */
+#define FORGET_TIER_L1 1u
+#define FORGET_TIER_L2 2u
+#define FORGET_TIER_L3 4u
+#define FORGET_TIER_PROFILE 8u
+#define FORGET_TIER_JOBS 16u
+int db_apply_forget(strata_db *db, const aol_record *rec, const char *tenant, wire_reader *r,
+                    unsigned tiers);
+int forget_resume(strata_db *db);
+/* A replicated or restored AOL_USER_FORGET was applied (db_append_raw):
+ * erase the user's records from this copy's log and snapshots too. */
+int forget_after_apply(strata_db *db, const aol_record *plain);
+/* Ticker: finish deletions that waited for replicas. */
+void forget_tick(strata_db *db);
 /* Apply a pipeline record (pipeline_records.c). */
 int db_apply_pipeline(strata_db *db, const aol_record *rec, const char *tenant, wire_reader *r);
 /* Log one record and apply it (no precheck): db_write's common case. */

@@ -915,3 +915,21 @@ int profile_snapshot_load(profile_store *ps, const void *data, size_t len)
     dict_free(old);
     return STRATA_OK;
 }
+
+int profile_forget(profile_store *ps, const char *tenant, const char *user, size_t *n_out)
+{
+    *n_out = 0;
+    char key[2 * STRATA_ID_MAX + 4];
+    size_t klen = user_key(key, sizeof(key), tenant, user);
+    if (klen == 0) {
+        return STRATA_OK;
+    }
+    pthread_rwlock_wrlock(&ps->lock);
+    user_profile *u = dict_get(ps->users, key, klen);
+    if (u != NULL) {
+        *n_out = (size_t)u->n_attrs + u->n_clarifs + u->n_pending;
+        dict_delete(ps->users, key, klen); /* frees every value, history and source */
+    }
+    pthread_rwlock_unlock(&ps->lock);
+    return STRATA_OK;
+}

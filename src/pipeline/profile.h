@@ -85,6 +85,9 @@ int profile_to_json(profile_store *ps, const char *tenant, const char *user, sbu
 int profile_attribute_json(profile_store *ps, const char *tenant, const char *user,
                            const char *attribute, sbuf *out);
 
+/* Right to be forgotten: drop the user's attributes with their history,
+ * clarifications and distillation queue. *n_out gets how many went. */
+int profile_forget(profile_store *ps, const char *tenant, const char *user, size_t *n_out);
 int profile_snapshot_write(profile_store *ps, sbuf *out);
 int profile_snapshot_load(profile_store *ps, const void *data, size_t len);
 

@@ -98,6 +98,7 @@ static int connect_rcl(const replay_stream_options *o, int pool_size, rcl **out)
         .cluster = o->cluster,
         .wait_replicas = 0,
         .wait_timeout_ms = 0,
+        .tls = o->tls,
     };
     return rcl_open(&ro, out);
 }

@@ -67,6 +67,8 @@ typedef struct replay_stream_options {
                                       default 2000 */
     int pool_size;                 /* connections per node, 1..64; default 4 (set near
                                       the number of appending threads) */
+    const struct redis_tls_options *tls; /* NULL (default): plain TCP; else TLS
+                                      (l1/redis_tls.h), borrowed during open/scan */
 } replay_stream_options;
 
 /* Defaults as listed above; addresses must still be set. */

@@ -23,9 +23,12 @@
 #include <unistd.h>
 
 #include "pipeline/pipeline.h"
+#include "pipeline/repl.h"
 #include "pipeline/replay_stream.h"
 
-static const char *const TIERS[] = {"l1", "kv", "jobs", "l2", "l3"};
+/* Every tier strata_db_snapshot writes: a base missing one would restore
+ * that tier empty. */
+static const char *const TIERS[] = {"l1", "kv", "jobs", "l2", "l3", "profile", "keys"};
 
 typedef struct scan1 {
     int64_t at_ms;
@@ -111,8 +114,24 @@ static bool snapshot_exists(const char *snap_dir, const char *tier, uint64_t lsn
     return stat(path, &st) == 0;
 }
 
-/* The newest LSN with a snapshot of every tier in [lo, hi). 0 if none. */
-static uint64_t find_base(const char *snap_dir, uint64_t lo, uint64_t hi)
+/* The newest LSN with a snapshot of every tier in [lo, hi), looked for in
+ * snap/ and in the scheduled archive snap/archive/ (which keeps older sets,
+ * so a time further back can be reached); *where receives the directory of
+ * the set found. 0 if none. */
+static uint64_t find_base_in(const char *snap_dir, uint64_t lo, uint64_t hi);
+
+static uint64_t find_base(const char *snap_dir, uint64_t lo, uint64_t hi, char *where,
+                          size_t where_cap)
+{
+    char archive[4200];
+    snprintf(archive, sizeof(archive), "%s/archive", snap_dir);
+    uint64_t a = find_base_in(snap_dir, lo, hi);
+    uint64_t b = find_base_in(archive, lo, hi);
+    snprintf(where, where_cap, "%s", b > a ? archive : snap_dir);
+    return STRATA_MAX(a, b);
+}
+
+static uint64_t find_base_in(const char *snap_dir, uint64_t lo, uint64_t hi)
 {
     DIR *d = opendir(snap_dir);
     if (d == NULL) {
@@ -190,9 +209,25 @@ static bool dir_is_empty_or_absent(const char *path)
     return empty;
 }
 
+static int restore_impl2(const char *src_dir, const char *dst_dir, int64_t at_s,
+                         const strata_config *embed_cfg, strata_progress_fn progress,
+                         void *progress_ctx, uint32_t buffer_turns, uint32_t consolidate_every,
+                         uint64_t *records_out);
+
 static int restore_impl(const char *src_dir, const char *dst_dir, int64_t at_s,
                         const strata_config *embed_cfg, strata_progress_fn progress,
                         void *progress_ctx, uint64_t *records_out)
+{
+    return restore_impl2(src_dir, dst_dir, at_s, embed_cfg, progress, progress_ctx, 0, 0,
+                         records_out);
+}
+
+/* buffer_turns / consolidate_every: the source's replay settings when known
+ * (a backup records them), 0 for the defaults or the environment. */
+static int restore_impl2(const char *src_dir, const char *dst_dir, int64_t at_s,
+                         const strata_config *embed_cfg, strata_progress_fn progress,
+                         void *progress_ctx, uint32_t buffer_turns, uint32_t consolidate_every,
+                         uint64_t *records_out)
 {
     if (records_out != NULL) {
         *records_out = 0;
@@ -215,6 +250,8 @@ static int restore_impl(const char *src_dir, const char *dst_dir, int64_t at_s,
     }
     uint64_t hi = s1.cut_lsn ? s1.cut_lsn : s1.last_lsn + 1;
     uint64_t base = 0;
+    char base_dir[4200];
+    snprintf(base_dir, sizeof(base_dir), "%s", snap_dir);
     if (embed_cfg != NULL && first_lsn > 1) {
         return strata_error(STRATA_EUNSUPPORTED,
                             "re-embedding needs the whole log, and %s's starts at LSN %" PRIu64
@@ -223,7 +260,8 @@ static int restore_impl(const char *src_dir, const char *dst_dir, int64_t at_s,
     }
     if (first_lsn > 1 || first_lsn == 0) {
         uint64_t lo = first_lsn ? first_lsn - 1 : 0;
-        base = find_base(snap_dir, lo, first_lsn ? hi : UINT64_MAX);
+        base = find_base(snap_dir, lo, first_lsn ? hi : UINT64_MAX, base_dir,
+                         sizeof(base_dir));
         if (base == 0 && first_lsn > 1) {
             return strata_error(STRATA_ENOTFOUND,
                                 "cannot restore to %" PRId64 ": the log before LSN %" PRIu64
@@ -240,9 +278,9 @@ static int restore_impl(const char *src_dir, const char *dst_dir, int64_t at_s,
         return strata_error_errno("cannot create", dst_snap);
     }
     for (size_t i = 0; base != 0 && i < STRATA_ARRAY_LEN(TIERS); i++) {
-        char from[4200];
+        char from[8400];
         char to[4200];
-        snprintf(from, sizeof(from), "%s/%s-%020" PRIu64 ".snap", snap_dir, TIERS[i], base);
+        snprintf(from, sizeof(from), "%s/%s-%020" PRIu64 ".snap", base_dir, TIERS[i], base);
         snprintf(to, sizeof(to), "%s/%s-%020" PRIu64 ".snap", dst_snap, TIERS[i], base);
         rc = copy_file(from, to);
         if (rc != STRATA_OK) {
@@ -275,6 +313,29 @@ static int restore_impl(const char *src_dir, const char *dst_dir, int64_t at_s,
     v = getenv("STRATA_CONSOLIDATE_EVERY");
     if (v != NULL) {
         cfg.consolidate_every = (uint32_t)strtoul(v, NULL, 10);
+    }
+    if (buffer_turns != 0) {
+        cfg.buffer_turns = buffer_turns;
+        cfg.consolidate_every = consolidate_every;
+    }
+    /* Encrypted sources: the master key comes from the environment, the
+     * keyring from STRATA_KEYRING or the source; the copy gets its own copy of
+     * the keyring (a backup holds none, by design). */
+    cfg.master_key = getenv("STRATA_MASTER_KEY");
+    cfg.master_key_file = getenv("STRATA_MASTER_KEY_FILE");
+    const char *kr = getenv("STRATA_KEYRING");
+    char kr_src[4200];
+    char kr_dst[4200];
+    snprintf(kr_src, sizeof(kr_src), "%s/keyring", src_dir);
+    snprintf(kr_dst, sizeof(kr_dst), "%s/keyring", dst_dir);
+    if (kr == NULL || kr[0] == '\0') {
+        kr = access(kr_src, R_OK) == 0 ? kr_src : NULL;
+    }
+    if (kr != NULL && (cfg.master_key != NULL || cfg.master_key_file != NULL)) {
+        rc = copy_file(kr, kr_dst);
+        if (rc != STRATA_OK) {
+            return rc;
+        }
     }
     strata_db *db = NULL;
     rc = strata_db_open(&cfg, &db, NULL);
@@ -311,6 +372,14 @@ static int restore_impl(const char *src_dir, const char *dst_dir, int64_t at_s,
         *records_out = s2.applied;
     }
     return rc;
+}
+
+int restore_with_settings(const char *src_dir, const char *dst_dir, int64_t at_s,
+                          uint32_t buffer_turns, uint32_t consolidate_every,
+                          uint64_t *records_out)
+{
+    return restore_impl2(src_dir, dst_dir, at_s, NULL, NULL, NULL, buffer_turns,
+                         consolidate_every, records_out);
 }
 
 int strata_restore(const char *src_dir, const char *dst_dir, int64_t at_s, uint64_t *records_out)

@@ -9,10 +9,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "server/server.h"
 
-typedef enum opt_kind { OPT_STR, OPT_U32, OPT_U64, OPT_INT, OPT_FSYNC, OPT_FLOAT } opt_kind;
+/* OPT_BOOL: an int 0/1; as a flag it takes no value (--name means 1, or
+ * --name=false), elsewhere 1/0, true/false, yes/no, on/off. */
+typedef enum opt_kind {
+    OPT_STR, OPT_U32, OPT_U64, OPT_INT, OPT_FSYNC, OPT_FLOAT, OPT_BOOL
+} opt_kind;
 
 typedef struct opt_def {
     const char *name;            /* flag name without "--" */
@@ -42,6 +47,18 @@ static const opt_def OPTS[] = {
      "seconds raw interactions stay in the log"},
     {"snapshot-every", OPT_U32, OFF(db.snapshot_every_s), "300",
      "seconds between snapshots (0: only at shutdown)"},
+    {"snapshot-archive-every", OPT_U32, OFF(db.snapshot_archive_every_s), "86400",
+     "seconds between snapshots kept in snap/archive for point-in-time restore (0: none)"},
+    {"snapshot-retain", OPT_U32, OFF(db.snapshot_retain), "7",
+     "archived snapshot sets kept (older ones are pruned)"},
+    {"replica-of", OPT_STR, OFF(replica_of), "(none)",
+     "run as a read-only replica of this primary (host:port or http(s):// URL)"},
+    {"replica-key", OPT_STR, OFF(replica_key), "(none)",
+     "replica: the primary's admin key or replication key"},
+    {"replica-cacert", OPT_STR, OFF(replica_cacert), "(system)",
+     "replica: CA bundle to check an https primary's certificate"},
+    {"replication-key", OPT_STR, OFF(replication_key), "(none)",
+     "primary: a key that may only read the log and snapshots (for replicas)"},
     {"max-content-bytes", OPT_U32, OFF(db.max_content_bytes), "65536",
      "largest accepted turn content"},
     {"job-workers", OPT_U32, OFF(db.job_workers), "2", "background job threads"},
@@ -53,6 +70,16 @@ static const opt_def OPTS[] = {
     {"redis-cluster", OPT_INT, OFF(db.redis_cluster), "0", "redis: 1 for Redis Cluster"},
     {"redis-wait", OPT_INT, OFF(db.redis_wait), "0",
      "redis: WAIT for this many replicas after each write (CP for L1)"},
+    {"redis-tls", OPT_BOOL, OFF(db.redis_tls), "false",
+     "redis: TLS to Redis (L1 and the replay stream); needs redis-server --tls-port"},
+    {"redis-tls-cacert", OPT_STR, OFF(redis_tls_cacert_owned), "(system store)",
+     "redis TLS: PEM CA bundle that Redis's certificate must chain to"},
+    {"redis-tls-cert", OPT_STR, OFF(redis_tls_cert_owned), "(none)",
+     "redis TLS: PEM client certificate, for tls-auth-clients yes"},
+    {"redis-tls-key", OPT_STR, OFF(redis_tls_key_owned), "(none)",
+     "redis TLS: PEM private key of --redis-tls-cert"},
+    {"redis-tls-server-name", OPT_STR, OFF(redis_tls_server_name_owned), "(each address's host)",
+     "redis TLS: the name (or IP) Redis's certificate must carry; also sent as SNI"},
     {"replay-stream", OPT_STR, OFF(replay_stream_owned), "off",
      "also XADD every acknowledged record to a Redis stream: off | redis"},
     {"replay-addr", OPT_STR, OFF(replay_addrs_owned), "(redis-addr)",
@@ -110,6 +137,19 @@ static const opt_def OPTS[] = {
      "close keep-alive connections idle this long"},
     {"request-timeout-ms", OPT_INT, OFF(http.request_timeout_ms), "10000",
      "a started request must arrive within this"},
+    {"tls-cert", OPT_STR, OFF(tls_cert), "(none)",
+     "PEM certificate chain; with --tls-key the server speaks HTTPS only"},
+    {"tls-key", OPT_STR, OFF(tls_key), "(none)", "PEM private key of --tls-cert"},
+    {"tls-min-version", OPT_STR, OFF(tls_min_version), "1.3",
+     "lowest TLS version accepted: 1.3 or 1.2"},
+    {"allow-plain-http", OPT_BOOL, OFF(allow_plain_http), "false",
+     "serve plain HTTP on a non-loopback address (refused otherwise)"},
+    {"master-key-file", OPT_STR, OFF(master_key_file_owned), "(none)",
+     "encryption at rest: file with the 32-byte master key (64 hex digits or raw)"},
+    {"master-key", OPT_STR, OFF(master_key_owned), "(none)",
+     "encryption at rest: the master key as 64 hex digits (prefer the file or env)"},
+    {"keyring", OPT_STR, OFF(keyring_owned), "<data-dir>/keyring",
+     "encryption at rest: the sealed data keys (keep it apart from backups)"},
     {"admin-key", OPT_STR, OFF(admin_key), "(none)",
      "the administrator's key (manages tenants' API keys); turns authentication on"},
     {"rate-limit", OPT_INT, OFF(rate_limit), "0",
@@ -162,6 +202,25 @@ static const opt_def *opt_find(const char *name, size_t len)
     return NULL;
 }
 
+static int opt_set_bool(const opt_def *o, const char *value, int *slot, char *err,
+                        size_t errcap)
+{
+    static const char *const k_true[] = {"1", "true", "yes", "on"};
+    static const char *const k_false[] = {"0", "false", "no", "off"};
+    for (size_t i = 0; i < STRATA_ARRAY_LEN(k_true); i++) {
+        if (strcasecmp(value, k_true[i]) == 0) {
+            *slot = 1;
+            return STRATA_OK;
+        }
+        if (strcasecmp(value, k_false[i]) == 0) {
+            *slot = 0;
+            return STRATA_OK;
+        }
+    }
+    snprintf(err, errcap, "--%s: '%s' must be true or false", o->name, value);
+    return STRATA_EINVAL;
+}
+
 static int opt_set(server_settings *s, const opt_def *o, const char *value, char *err,
                    size_t errcap)
 {
@@ -189,6 +248,8 @@ static int opt_set(server_settings *s, const opt_def *o, const char *value, char
         *(float *)(base + o->offset) = (float)d;
         return STRATA_OK;
     }
+    case OPT_BOOL:
+        return opt_set_bool(o, value, (int *)(base + o->offset), err, errcap);
     case OPT_FSYNC:
         if (strata_fsync_parse(value, (strata_fsync_policy *)(base + o->offset)) != STRATA_OK) {
             snprintf(err, errcap, "--%s: must be always, everysec or no", o->name);
@@ -302,6 +363,7 @@ static void settings_defaults(server_settings *s)
     s->log_level = strata_strdup("info");
     s->embedder_owned = strata_strdup("auto");
     s->extractor_owned = strata_strdup("rules");
+    s->tls_min_version = strata_strdup("1.3");
 }
 
 int settings_load(server_settings *s, int argc, char **argv, char *err, size_t errcap)
@@ -364,6 +426,9 @@ int settings_load(server_settings *s, int argc, char **argv, char *err, size_t e
             snprintf(err, errcap, "unknown option '%s' (see --help)", arg);
             return STRATA_EINVAL;
         }
+        if (value == NULL && o->kind == OPT_BOOL) {
+            value = "true";   /* a bare --allow-plain-http */
+        }
         if (value == NULL) {
             if (i + 1 >= argc) {
                 snprintf(err, errcap, "option --%s needs a value", o->name);
@@ -387,14 +452,32 @@ int settings_load(server_settings *s, int argc, char **argv, char *err, size_t e
     s->db.l1_backend = s->l1_backend_owned;
     s->db.redis_addrs = s->redis_addrs_owned;
     s->db.redis_password = s->redis_password_owned;
+    s->db.redis_tls_cacert = s->redis_tls_cacert_owned;
+    s->db.redis_tls_cert = s->redis_tls_cert_owned;
+    s->db.redis_tls_key = s->redis_tls_key_owned;
+    s->db.redis_tls_server_name = s->redis_tls_server_name_owned;
+    if (!s->db.redis_tls && (s->redis_tls_cacert_owned || s->redis_tls_cert_owned ||
+                             s->redis_tls_key_owned || s->redis_tls_server_name_owned)) {
+        /* Certificates given but TLS off would mean plain text to Redis. */
+        snprintf(err, errcap, "--redis-tls-cacert/-cert/-key/-server-name need --redis-tls");
+        return STRATA_EINVAL;
+    }
     s->db.replay_stream = s->replay_stream_owned;
     s->db.replay_addrs = s->replay_addrs_owned;
     s->db.replay_key = s->replay_key_owned;
     s->db.llm_url = s->llm_url_owned;
     s->db.llm_model = s->llm_model_owned;
     s->db.llm_api_key = s->llm_api_key_owned;
+    s->db.master_key = s->master_key_owned;
+    s->db.master_key_file = s->master_key_file_owned;
+    s->db.keyring_path = s->keyring_owned;
     if (s->db.weight_importance + s->db.weight_recency > 0.9f) {
         snprintf(err, errcap, "weight-importance + weight-recency must stay below 0.9");
+        return STRATA_EINVAL;
+    }
+    if (s->tls_min_version == NULL || (strcmp(s->tls_min_version, "1.3") != 0 &&
+                                       strcmp(s->tls_min_version, "1.2") != 0)) {
+        snprintf(err, errcap, "--tls-min-version: must be 1.3 or 1.2");
         return STRATA_EINVAL;
     }
     if (s->http.limits.max_body_bytes == 0 || s->http.limits.max_header_bytes < 1024) {
@@ -419,6 +502,10 @@ void settings_free(server_settings *s)
     strata_free(s->l1_backend_owned);
     strata_free(s->redis_addrs_owned);
     strata_free(s->redis_password_owned);
+    strata_free(s->redis_tls_cacert_owned);
+    strata_free(s->redis_tls_cert_owned);
+    strata_free(s->redis_tls_key_owned);
+    strata_free(s->redis_tls_server_name_owned);
     strata_free(s->replay_stream_owned);
     strata_free(s->admin_key);
     strata_free(s->replay_addrs_owned);
@@ -426,5 +513,18 @@ void settings_free(server_settings *s)
     strata_free(s->llm_url_owned);
     strata_free(s->llm_model_owned);
     strata_free(s->llm_api_key_owned);
+    strata_free(s->replica_of);
+    strata_free(s->replica_key);
+    strata_free(s->replica_cacert);
+    strata_free(s->replication_key);
+    strata_free(s->tls_cert);
+    strata_free(s->tls_key);
+    strata_free(s->tls_min_version);
+    if (s->master_key_owned != NULL) {
+        memset(s->master_key_owned, 0, strlen(s->master_key_owned));
+    }
+    strata_free(s->master_key_owned);
+    strata_free(s->master_key_file_owned);
+    strata_free(s->keyring_owned);
     memset(s, 0, sizeof(*s));
 }

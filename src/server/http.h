@@ -114,6 +114,8 @@ typedef struct http_server_config {
     int idle_timeout_ms;         /* keep-alive idle close, default 60000 */
     int request_timeout_ms;      /* a started request must complete within, default 10000 */
     size_t max_response_bytes;   /* response body cap, default 64 MiB */
+    struct tls_ctx *tls;         /* NULL: plain TCP; else HTTPS only (tls.h). Borrowed:
+                                  * must outlive the server */
 } http_server_config;
 
 void http_server_config_init(http_server_config *cfg);
@@ -124,6 +126,8 @@ typedef struct http_server_stats {
     uint64_t connections_rejected;   /* over max_connections */
     uint64_t requests_total;
     uint64_t parse_errors;           /* requests answered 4xx/5xx by the parser */
+    uint64_t tls_handshakes;         /* TLS handshakes completed */
+    uint64_t tls_handshake_failures; /* failed, or timed out (request_timeout_ms) */
 } http_server_stats;
 
 typedef struct http_server http_server;

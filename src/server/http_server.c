@@ -45,6 +45,18 @@
  * running when stop arrives finishes and its response is sent, because the
  * loop only sees the stop after the handler returns.
  *
+ * TLS (cfg.tls set): every connection speaks HTTPS through the tls_* transport
+ * below. The handshake runs inside the first reads (READ state, driven by
+ * epoll like any read) and must finish within request_timeout_ms of the
+ * accept; a failed one just closes (a plain-HTTP client gets no answer). TLS
+ * can need the other direction (a read that must write first, a write that
+ * must read), so the transport reports it in io_want and conn_arm() arms
+ * that instead of the state's own. Decrypted input can wait inside OpenSSL
+ * where epoll cannot see it: such connections are flagged io_ready and read
+ * again after each epoll batch (one read each, as for sockets), with a zero
+ * epoll timeout while any is left. A closing connection sends close_notify
+ * before its FIN; LINGER then discards raw bytes.
+ *
  * Threads and locks: a connection and everything in it belong to one loop
  * and are touched only by that loop's thread, so there are no locks. Shared
  * state is atomics: `stopping`, the open-connection count (checked against
@@ -67,6 +79,7 @@
 #include <unistd.h>
 
 #include "server/http.h"
+#include "server/tls.h"
 
 #define LOOP_TICK_MS 100           /* timeout scan period */
 #define LINGER_MS 2000             /* max wait for the peer's EOF after our FIN */
@@ -78,22 +91,26 @@
 #define RESP_KEEP (256 * 1024)     /* bigger response buffers are freed after use */
 #define WHEAD_MAX 1024             /* response head: status, 3 headers, extras (<= 512) */
 #define CTYPE_MAX 200              /* longer content types are replaced */
+#define TLS_RECORD_MAX 16384       /* one TLS record of plaintext */
 
 /* ---- types ---------------------------------------------------------- */
 
 typedef struct http_conn http_conn;
 typedef struct http_loop http_loop;
 
-/* The connection's byte transport. Plain TCP today; TLS slots in here with
- * SSL_read/SSL_write on a nonblocking SSL* kept in io_ctx, without touching
- * the parser or the loop. Contract, shaped on recv/sendmsg: return bytes
- * moved (> 0), 0 on EOF (read only), or -1 with errno set, EAGAIN meaning
- * "try again when the fd is ready". For TLS, SSL_ERROR_WANT_READ/WRITE map
- * to EAGAIN and the wanted direction goes in io_want so the loop can arm it,
- * and reads must drain SSL_pending() since epoll cannot see that buffer. */
+/* The connection's byte transport: plain TCP, or TLS with a nonblocking
+ * SSL kept in io_ctx, without touching the parser. Contract, shaped on
+ * recv/sendmsg: return bytes moved (> 0), 0 on EOF (read only), or -1 with
+ * errno set, EAGAIN meaning "try again when the fd is ready". A transport
+ * that needs the other direction than the state's own sets io_want
+ * (EPOLLIN/EPOLLOUT; 0 otherwise), and one that holds input epoll cannot see
+ * sets io_ready (conn_set_ready). shutdown (say goodbye before our FIN) and
+ * release (free io_ctx) may be NULL. */
 typedef struct conn_io {
     ssize_t (*read)(http_conn *c, void *buf, size_t n);
     ssize_t (*writev)(http_conn *c, const struct iovec *iov, int iovcnt);
+    void (*shutdown)(http_conn *c);
+    void (*release)(http_conn *c);
 } conn_io;
 
 typedef enum conn_state {
@@ -112,8 +129,11 @@ typedef enum conn_rc {
 struct http_conn {
     int fd;
     const conn_io *io;
-    void *io_ctx;                /* transport state (SSL* later); NULL for TCP */
-    int io_want;                 /* EPOLLIN/EPOLLOUT a TLS transport waits on */
+    void *io_ctx;                /* transport state (tls_conn); NULL for TCP */
+    uint32_t io_want;            /* EPOLLIN/EPOLLOUT a TLS transport waits on, or 0 */
+    uint32_t armed;              /* the epoll events currently registered */
+    bool io_handshake;           /* TLS handshake not finished yet */
+    bool io_ready;               /* input buffered in the transport (see the top) */
     http_loop *loop;
     http_conn *prev;             /* loop->conns list */
     http_conn *next;
@@ -152,9 +172,13 @@ struct http_loop {
     http_conn *conns;            /* every open connection of this loop */
     size_t n_conns;
     http_request req;            /* the request being served (one at a time) */
+    size_t n_io_ready;           /* connections with io_ready set */
+    bool ready_left;             /* some io_ready connection could read more */
     _Atomic uint64_t conns_total;    /* stats, written by this loop only */
     _Atomic uint64_t requests_total;
     _Atomic uint64_t parse_errors;
+    _Atomic uint64_t tls_handshakes;
+    _Atomic uint64_t tls_failures;
 };
 
 struct http_server {
@@ -200,7 +224,107 @@ static ssize_t tcp_writev(http_conn *c, const struct iovec *iov, int iovcnt)
     return sendmsg(c->fd, &msg, MSG_NOSIGNAL);
 }
 
-static const conn_io k_tcp_io = { tcp_read, tcp_writev };   /* shared, immutable */
+static const conn_io k_tcp_io = { tcp_read, tcp_writev, NULL, NULL };   /* shared */
+
+/* ---- TLS transport -------------------------------------------------- */
+
+static void conn_set_ready(http_conn *c, bool ready)
+{
+    if (c->io_ready != ready) {
+        c->io_ready = ready;
+        if (ready) {
+            c->loop->n_io_ready++;
+        } else {
+            c->loop->n_io_ready--;
+        }
+    }
+}
+
+/* Record what a TLS call wants next; on EAGAIN the loop arms io_want. */
+static ssize_t tls_result(http_conn *c, ssize_t n, tls_want want)
+{
+    c->io_want = want == TLS_WANT_READ ? EPOLLIN : want == TLS_WANT_WRITE ? EPOLLOUT : 0;
+    return n;
+}
+
+/* Finish the handshake first if needed: STRATA_OK when done, else -1 with
+ * errno EAGAIN (io_want set) or EPROTO (failed; counted and logged). */
+static int tls_ensure_handshake(http_conn *c)
+{
+    if (!c->io_handshake) {
+        return STRATA_OK;
+    }
+    tls_want want = TLS_WANT_NONE;
+    int r = tls_conn_handshake(c->io_ctx, &want);
+    if (r == 0) {
+        tls_result(c, -1, want);
+        errno = EAGAIN;
+        return -1;
+    }
+    if (r < 0) {
+        atomic_fetch_add_explicit(&c->loop->tls_failures, 1, memory_order_relaxed);
+        slog(SLOG_DEBUG, "http: %s: %s", c->remote, strata_errmsg());
+        c->io_want = 0;
+        errno = EPROTO;
+        return -1;
+    }
+    c->io_handshake = false;
+    atomic_fetch_add_explicit(&c->loop->tls_handshakes, 1, memory_order_relaxed);
+    slog(SLOG_DEBUG, "http: %s: %s", c->remote, tls_conn_version(c->io_ctx));
+    return STRATA_OK;
+}
+
+static ssize_t tls_read(http_conn *c, void *buf, size_t n)
+{
+    if (tls_ensure_handshake(c) != STRATA_OK) {
+        return -1;
+    }
+    tls_want want = TLS_WANT_NONE;
+    ssize_t r = tls_conn_read(c->io_ctx, buf, n, &want);
+    /* After EAGAIN whatever OpenSSL holds is an incomplete record that only
+     * the socket can complete: flagging it ready would spin. */
+    conn_set_ready(c, r > 0 && tls_conn_has_pending(c->io_ctx));
+    return tls_result(c, r, want);
+}
+
+/* A small head and the start of its body go out as one record (one
+ * segment on the wire); a large body is written from where it lies. The
+ * copy is rebuilt identically on a retry, since woff only moves on
+ * success, which is what SSL_write requires (a moving buffer is allowed). */
+static ssize_t tls_writev(http_conn *c, const struct iovec *iov, int iovcnt)
+{
+    if (tls_ensure_handshake(c) != STRATA_OK) {
+        return -1;
+    }
+    char rec[TLS_RECORD_MAX];
+    const void *p = iov[0].iov_base;
+    size_t n = iov[0].iov_len;
+    if (iovcnt > 1 && n < sizeof(rec)) {
+        n = 0;
+        for (int i = 0; i < iovcnt && n < sizeof(rec); i++) {
+            size_t take = iov[i].iov_len < sizeof(rec) - n ? iov[i].iov_len : sizeof(rec) - n;
+            memcpy(rec + n, iov[i].iov_base, take);
+            n += take;
+        }
+        p = rec;
+    }
+    tls_want want = TLS_WANT_NONE;
+    ssize_t r = tls_conn_write(c->io_ctx, p, n, &want);
+    return tls_result(c, r, want);
+}
+
+static void tls_shutdown_io(http_conn *c)
+{
+    tls_conn_shutdown(c->io_ctx);
+}
+
+static void tls_release(http_conn *c)
+{
+    tls_conn_free(c->io_ctx);
+    c->io_ctx = NULL;
+}
+
+static const conn_io k_tls_io = { tls_read, tls_writev, tls_shutdown_io, tls_release };
 
 /* ---- config --------------------------------------------------------- */
 
@@ -245,9 +369,19 @@ void http_response_header(http_response *resp, const char *name, const char *val
 
 /* ---- connection basics ---------------------------------------------- */
 
-/* Switch the epoll interest of c (EPOLLIN for READ/LINGER, EPOLLOUT for WRITE). */
-static void conn_set_events(http_conn *c, uint32_t events)
+/* Register the epoll interest c needs now: what its transport waits for
+ * (io_want), else its state's own (EPOLLIN for READ/LINGER, EPOLLOUT for
+ * WRITE). A no-op when already armed so, which is the common case. */
+static void conn_arm(http_conn *c)
 {
+    uint32_t events = c->io_want;
+    if (events == 0) {
+        events = c->state == CONN_WRITE ? EPOLLOUT : EPOLLIN;
+    }
+    if (events == c->armed) {
+        return;
+    }
+    c->armed = events;
     struct epoll_event ev;
     memset(&ev, 0, sizeof(ev));
     ev.events = events;
@@ -263,6 +397,10 @@ static void conn_set_events(http_conn *c, uint32_t events)
 static void conn_close(http_conn *c)
 {
     http_loop *loop = c->loop;
+    conn_set_ready(c, false);
+    if (c->io->release != NULL) {
+        c->io->release(c);
+    }
     close(c->fd);   /* also removes it from the epoll set */
     if (c->prev != NULL) {
         c->prev->next = c->next;
@@ -333,6 +471,9 @@ static int conn_reserve(http_conn *c, size_t need)
 /* Shut down our side and wait (bounded) for the peer's EOF; see the top. */
 static conn_rc conn_linger(http_conn *c, int64_t now)
 {
+    if (c->io->shutdown != NULL) {
+        c->io->shutdown(c);   /* TLS close_notify, so the peer sees a clean end */
+    }
     if (shutdown(c->fd, SHUT_WR) != 0) {
         conn_close(c);
         return CONN_RC_GONE;
@@ -345,7 +486,9 @@ static conn_rc conn_linger(http_conn *c, int64_t now)
     sbuf_free(&c->resp.body);
     c->state = CONN_LINGER;
     c->linger_until_ms = now + LINGER_MS;
-    conn_set_events(c, EPOLLIN);
+    c->io_want = 0;
+    conn_set_ready(c, false);   /* LINGER drains the socket, not the transport */
+    conn_arm(c);
     return CONN_RC_BUSY;
 }
 
@@ -388,10 +531,8 @@ static conn_rc conn_flush(http_conn *c, int64_t now)
             continue;
         }
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            if (c->state != CONN_WRITE) {
-                c->state = CONN_WRITE;
-                conn_set_events(c, EPOLLOUT);
-            }
+            c->state = CONN_WRITE;
+            conn_arm(c);
             return CONN_RC_BUSY;
         }
         conn_close(c);   /* EPIPE, ECONNRESET: the peer is gone */
@@ -416,8 +557,8 @@ static conn_rc conn_flush(http_conn *c, int64_t now)
     }
     if (was_writing) {
         c->state = CONN_READ;
-        conn_set_events(c, EPOLLIN);
     }
+    conn_arm(c);
     return CONN_RC_READ;
 }
 
@@ -718,9 +859,11 @@ static conn_rc conn_on_readable(http_conn *c, int64_t now)
         }
         c->rlen += (size_t)n;
         c->last_io_ms = now;
+        conn_arm(c);   /* back to EPOLLIN if a TLS step had wanted EPOLLOUT */
         return conn_process(c, now);
     }
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+        conn_arm(c);
         return CONN_RC_READ;
     }
     /* EOF or error. Every complete request was already answered (we
@@ -729,12 +872,13 @@ static conn_rc conn_on_readable(http_conn *c, int64_t now)
     return CONN_RC_GONE;
 }
 
-/* LINGER: discard input until EOF or error. */
+/* LINGER: discard input until EOF or error. Raw socket reads whatever the
+ * transport: after our close_notify nothing more is decrypted. */
 static void conn_on_linger(http_conn *c)
 {
     char sink[4096];
     for (int i = 0; i < 16; i++) {
-        ssize_t n = c->io->read(c, sink, sizeof(sink));
+        ssize_t n = tcp_read(c, sink, sizeof(sink));
         if (n > 0) {
             continue;
         }
@@ -841,6 +985,17 @@ static void loop_accept(http_loop *loop, int64_t now)
         }
         c->fd = fd;
         c->io = &k_tcp_io;
+        if (srv->cfg.tls != NULL) {
+            if (tls_conn_create(srv->cfg.tls, fd, (tls_conn **)&c->io_ctx) != STRATA_OK) {
+                atomic_fetch_sub_explicit(&srv->conns_open, 1, memory_order_relaxed);
+                close(fd);
+                strata_free(c);
+                continue;
+            }
+            c->io = &k_tls_io;
+            c->io_handshake = true;
+        }
+        c->armed = EPOLLIN;
         c->loop = loop;
         c->state = CONN_READ;
         c->last_io_ms = now;
@@ -853,6 +1008,9 @@ static void loop_accept(http_loop *loop, int64_t now)
         ev.data.ptr = c;
         if (epoll_ctl(loop->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
             atomic_fetch_sub_explicit(&srv->conns_open, 1, memory_order_relaxed);
+            if (c->io->release != NULL) {
+                c->io->release(c);
+            }
             close(fd);
             strata_free(c);
             continue;
@@ -905,7 +1063,14 @@ static void loop_scan(http_loop *loop, int64_t now)
         next = c->next;
         switch (c->state) {
         case CONN_READ:
-            if (c->rpos < c->rlen) {
+            if (c->io_handshake) {
+                /* No TLS yet, so no 408 to send: a stalled handshake just ends. */
+                if (now - c->req_start_ms >= srv->cfg.request_timeout_ms) {
+                    atomic_fetch_add_explicit(&loop->tls_failures, 1, memory_order_relaxed);
+                    slog(SLOG_DEBUG, "http: %s: TLS handshake timed out", c->remote);
+                    conn_close(c);
+                }
+            } else if (c->rpos < c->rlen) {
                 if (now - c->req_start_ms >= srv->cfg.request_timeout_ms) {
                     conn_error(c, 408, now);
                 }
@@ -927,6 +1092,24 @@ static void loop_scan(http_loop *loop, int64_t now)
     }
 }
 
+/* Read once more from each READ connection whose transport holds input
+ * (io_ready, TLS only); see the top comment. Sets loop->ready_left when one
+ * could still read more, so the next epoll_wait does not sleep. */
+static void loop_service_ready(http_loop *loop, int64_t now)
+{
+    loop->ready_left = false;
+    http_conn *next = NULL;
+    for (http_conn *c = loop->conns; c != NULL && loop->n_io_ready > 0; c = next) {
+        next = c->next;   /* conn_on_readable may free c, never another */
+        if (c->io_ready && c->state == CONN_READ) {
+            if (conn_on_readable(c, now) != CONN_RC_GONE && c->io_ready &&
+                c->state == CONN_READ) {
+                loop->ready_left = true;
+            }
+        }
+    }
+}
+
 /* One event loop: wait (at most a tick), handle the batch, then act on a
  * stop and run the timeout scan. Returns when draining and no connection
  * is left (or epoll itself failed, which only a bug can cause). */
@@ -939,7 +1122,7 @@ static void loop_run(http_loop *loop)
         if (loop->draining && loop->n_conns == 0) {
             break;
         }
-        int n = epoll_wait(loop->epfd, events, MAX_EVENTS, LOOP_TICK_MS);
+        int n = epoll_wait(loop->epfd, events, MAX_EVENTS, loop->ready_left ? 0 : LOOP_TICK_MS);
         if (n < 0 && errno != EINTR) {
             slog(SLOG_ERROR, "http: epoll_wait: %s", strerror(errno));
             break;
@@ -957,6 +1140,11 @@ static void loop_run(http_loop *loop)
             } else {
                 conn_on_event(tag, now);
             }
+        }
+        if (loop->n_io_ready > 0) {
+            loop_service_ready(loop, now);
+        } else {
+            loop->ready_left = false;
         }
         /* Draining closes connections, which may still have events later in
          * this batch; doing it here, after the batch, avoids a use after
@@ -1277,6 +1465,10 @@ void http_server_stats_get(http_server *srv, http_server_stats *out)
         out->requests_total += atomic_load_explicit(&loop->requests_total,
                                                     memory_order_relaxed);
         out->parse_errors += atomic_load_explicit(&loop->parse_errors, memory_order_relaxed);
+        out->tls_handshakes += atomic_load_explicit(&loop->tls_handshakes,
+                                                    memory_order_relaxed);
+        out->tls_handshake_failures += atomic_load_explicit(&loop->tls_failures,
+                                                            memory_order_relaxed);
     }
 }
 

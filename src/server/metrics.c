@@ -167,6 +167,10 @@ int metrics_render(app *a, sbuf *b)
         {"strata_snapshots_total", "counter", "Snapshots written.", (double)st.snapshots_written},
         {"strata_log_segments_dropped_total", "counter", "Segments removed by retention.",
          (double)st.segments_dropped},
+        {"strata_users_forgotten_total", "counter", "Right-to-be-forgotten deletions.",
+         (double)st.users_forgotten},
+        {"strata_forget_log_records_erased_total", "counter",
+         "Log records of forgotten users rewritten as no-ops.", (double)st.forget_records_erased},
         {"strata_jobs_queued", "gauge", "Jobs waiting to run.", (double)st.jobs_queued},
         {"strata_jobs_running", "gauge", "Jobs running.", (double)st.jobs_running},
         {"strata_jobs_done_total", "counter", "Jobs finished.", (double)st.jobs_done},
@@ -210,7 +214,17 @@ int metrics_render(app *a, sbuf *b)
                 : metric_line(b, "strata_http_connections_rejected_total", "counter",
                               "Connections refused over max_connections.",
                               (double)hs.connections_rejected);
+        if (a->settings != NULL && a->settings->http.tls != NULL) {
+            rc = rc ? rc
+                    : metric_line(b, "strata_tls_handshakes_total", "counter",
+                                  "TLS handshakes completed.", (double)hs.tls_handshakes);
+            rc = rc ? rc
+                    : metric_line(b, "strata_tls_handshake_failures_total", "counter",
+                                  "TLS handshakes failed or timed out.",
+                                  (double)hs.tls_handshake_failures);
+        }
     }
+    rc = rc ? rc : metrics_render_repl(a, b);
     rc = rc ? rc
             : metric_line(b, "strata_uptime_seconds", "gauge", "Seconds since start.",
                           (double)(clock_now_ms() - a->started_ms) / 1000.0);

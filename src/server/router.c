@@ -19,7 +19,8 @@
 typedef enum route_auth {
     AUTH_TENANT = 0,             /* a tenant's API key (or none when auth is off) */
     AUTH_NONE = 1,               /* public: health and metrics */
-    AUTH_ADMIN = 2               /* the administrator's key */
+    AUTH_ADMIN = 2,              /* the administrator's key */
+    AUTH_REPL = 3                /* the admin key or the replication key (replicas) */
 } route_auth;
 
 typedef struct route {
@@ -36,6 +37,12 @@ static route g_routes[] = {
     {"POST", "/v1/admin/tenants/:tenant_id/keys", h_admin_key_create, -1, AUTH_ADMIN},
     {"GET", "/v1/admin/tenants/:tenant_id/keys", h_admin_key_list, -1, AUTH_ADMIN},
     {"DELETE", "/v1/admin/keys/:key_id", h_admin_key_revoke, -1, AUTH_ADMIN},
+    {"POST", "/v1/admin/backup", h_admin_backup, -1, AUTH_ADMIN},
+    {"POST", "/v1/admin/promote", h_admin_promote, -1, AUTH_ADMIN},
+    {"GET", "/v1/admin/replication", h_repl_status, -1, AUTH_ADMIN},
+    {"GET", "/v1/admin/replication/log", h_repl_log, -1, AUTH_REPL},
+    {"GET", "/v1/admin/replication/snapshot", h_repl_snapshot, -1, AUTH_REPL},
+    {"GET", "/v1/admin/replication/files/:name", h_repl_file, -1, AUTH_REPL},
     {"POST", "/v1/sessions/:session_id/turns", h_turn_append, -1, AUTH_TENANT},
     {"GET", "/v1/sessions/:session_id", h_session_get, -1, AUTH_TENANT},
     {"PATCH", "/v1/sessions/:session_id/state", h_session_stage, -1, AUTH_TENANT},
@@ -50,6 +57,8 @@ static route g_routes[] = {
     {"POST", "/v1/users/:user_id/memories/search", h_memory_search, -1, AUTH_TENANT},
     {"GET", "/v1/users/:user_id/memories/:memory_id", h_memory_get, -1, AUTH_TENANT},
     {"DELETE", "/v1/users/:user_id/memories/:memory_id", h_memory_delete, -1, AUTH_TENANT},
+    {"DELETE", "/v1/users/:user_id/memory", h_user_forget, -1, AUTH_TENANT},
+    {"DELETE", "/user/:user_id/memory", h_user_forget, -1, AUTH_TENANT},
     {"PUT", "/v1/graph/nodes/:node_id", h_node_put, -1, AUTH_TENANT},
     {"GET", "/v1/graph/nodes/:node_id", h_node_get, -1, AUTH_TENANT},
     {"DELETE", "/v1/graph/nodes/:node_id", h_node_delete, -1, AUTH_TENANT},
@@ -62,6 +71,18 @@ static route g_routes[] = {
 };
 
 static int g_metric_unmatched = -1;
+
+/* Does the route change state? Every method but GET does, except these
+ * reads that take a body and the admin actions a replica must serve. A new
+ * route is a write unless listed: a replica then refuses it, the safe side. */
+static bool route_writes(const route *r)
+{
+    if (strcmp(r->method, "GET") == 0) {
+        return false;
+    }
+    return r->fn != h_memory_search && r->fn != h_context && r->fn != h_admin_backup &&
+           r->fn != h_admin_promote;
+}
 
 int router_init(app *a)
 {
@@ -166,7 +187,15 @@ static bool router_authenticate(app *a, const route *r, const http_request *req,
         tenant[0] = '\0';
         return true;
     }
-    if (r->auth == AUTH_ADMIN) {
+    /* A replica holds the replication key, which reads the log but cannot
+     * manage tenants; the admin key may do both. */
+    const char *repl = a->settings->replication_key;
+    if (r->auth == AUTH_REPL && tok != NULL && repl != NULL && repl[0] != '\0' &&
+        secret_equal(tok, tlen, repl)) {
+        tenant[0] = '\0';
+        return true;
+    }
+    if (r->auth == AUTH_ADMIN || r->auth == AUTH_REPL) {
         if (admin == NULL || admin[0] == '\0') {
             respond_error(resp, 403, "forbidden", "no admin key is configured on this server");
             return false;
@@ -177,7 +206,9 @@ static bool router_authenticate(app *a, const route *r, const http_request *req,
             return false;
         }
         if (!secret_equal(tok, tlen, admin)) {
-            respond_error(resp, 403, "forbidden", "this key may not manage tenants");
+            respond_error(resp, 403, "forbidden", "%s",
+                          r->auth == AUTH_REPL ? "this key may not read the replication log"
+                                               : "this key may not manage tenants");
             return false;
         }
         tenant[0] = '\0';
@@ -262,6 +293,12 @@ void router_dispatch(void *ctx, const http_request *req, http_response *resp)
     metric = hit->metric;
     char tenant[STRATA_ID_MAX + 1];
     if (!router_authenticate(a, hit, req, resp, tenant)) {
+        goto done;
+    }
+    if (route_writes(hit) && strata_db_is_replica(a->db)) {
+        respond_error(resp, 503, "read_only",
+                      "this server is a read-only replica; write to the primary (or promote "
+                      "this one with POST /v1/admin/promote)");
         goto done;
     }
     req_ctx c = {a, req, &params, tenant, resp};

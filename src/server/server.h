@@ -33,16 +33,32 @@ typedef struct server_settings {
     char *l1_backend_owned;
     char *redis_addrs_owned;
     char *redis_password_owned;
+    char *redis_tls_cacert_owned;    /* storage behind db.redis_tls_* */
+    char *redis_tls_cert_owned;
+    char *redis_tls_key_owned;
+    char *redis_tls_server_name_owned;
     char *replay_stream_owned;
     char *admin_key;             /* NULL: no admin key (admin routes refused) */
     int rate_limit;              /* requests per second per API key, 0 = off */
     int allow_public_noauth;     /* hidden escape hatch for tests: never set in production */
+    char *tls_cert;              /* PEM certificate chain; with tls_key: HTTPS only */
+    char *tls_key;               /* PEM private key */
+    char *tls_min_version;       /* "1.3" (default) or "1.2" */
+    int allow_plain_http;        /* serve plain HTTP on a non-loopback address */
     char *replay_addrs_owned;
     char *replay_key_owned;
     char *extractor_owned;
     char *llm_url_owned;
     char *llm_model_owned;
     char *llm_api_key_owned;
+    char *master_key_owned;      /* encryption at rest (db.master_key etc.) */
+    char *master_key_file_owned;
+    char *keyring_owned;
+    /* replication (handlers_repl.c) */
+    char *replica_of;            /* host:port or URL of the primary: run as its replica */
+    char *replica_key;           /* the key the replica presents to the primary */
+    char *replica_cacert;        /* CA bundle checking an https primary */
+    char *replication_key;       /* on a primary: a key for the replication routes only */
 } server_settings;
 
 /* Fill s from defaults < config file (--config or STRATA_CONFIG) < environment
@@ -75,6 +91,7 @@ typedef struct app {
     FILE *access_log;            /* NULL when off */
     pthread_mutex_t access_lock;
     int64_t started_ms;
+    struct replica *replica;     /* NULL unless started with --replica-of */
 } app;
 
 /* Render every metric of the process in Prometheus text format. */
@@ -101,6 +118,22 @@ typedef void (*route_fn)(req_ctx *c);
 
 void router_dispatch(void *ctx, const http_request *req, http_response *resp);
 int router_init(app *a);
+
+/* ---- backups and replication (handlers_repl.c) ---------------------------- */
+void h_admin_backup(req_ctx *c);
+void h_admin_promote(req_ctx *c);
+void h_repl_status(req_ctx *c);
+void h_repl_log(req_ctx *c);
+void h_repl_snapshot(req_ctx *c);
+void h_repl_file(req_ctx *c);
+/* Render the role, replica and snapshot metrics. */
+int metrics_render_repl(app *a, sbuf *out);
+/* Around strata_db_open in main: prepare (bootstrap an empty replica and
+ * mark the engine read-only) before, start following after; shutdown stops
+ * the follower before the engine closes. No-ops unless --replica-of. */
+int server_replica_prepare(app *a);
+int server_replica_start(app *a);
+void server_replica_shutdown(app *a);
 
 /* ---- helpers for handlers (handlers_common.c) --------------------------- */
 /* Write {"error":{"code","message"}} with status. */
@@ -151,6 +184,7 @@ void h_memory_add(req_ctx *c);
 void h_memory_search(req_ctx *c);
 void h_memory_get(req_ctx *c);
 void h_memory_delete(req_ctx *c);
+void h_user_forget(req_ctx *c);   /* handlers_privacy.c */
 
 /* Append a session object (API.md shape) to b. */
 int json_put_session(sbuf *b, const strata_session *s);

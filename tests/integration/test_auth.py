@@ -79,7 +79,7 @@ def test_tenants_are_isolated(authed):
     probes = 0
     for _ in range(1000):
         i = rnd.randrange(20)
-        kind = rnd.randrange(7)
+        kind = rnd.randrange(10)
         h = hdr(kb)
         if kind == 0:
             r = c.get("/v1/sessions/%s" % sessions[i], headers=h)
@@ -100,6 +100,18 @@ def test_tenants_are_isolated(authed):
         elif kind == 5:
             r = c.get("/v1/users/%s/profile" % users[i], headers=h)
             assert r.status == 200 and r.json()["attributes"] == {}
+        elif kind == 7:
+            # Forgetting A's user from B forgets nothing of A's.
+            r = c.delete("/v1/users/%s/memory" % users[i], headers=h)
+            assert r.status == 200, r.body
+            d = r.json()["deleted"]
+            assert d["l2"] == 0 and d["log"] == 0 and d["l1"] == 0, d
+        elif kind == 8:
+            r = c.get("/v1/users/%s/dirty" % users[i], headers=h)
+            assert r.status == 200 and r.json()["attributes"] == []
+        elif kind == 9:
+            r = c.get("/v1/graph/subgraph?center=%s&depth=1" % nodes[i], headers=h)
+            assert r.status == 404, r.body
         else:
             # Writing the same session id in B creates B's own session, not A's.
             r = c.add_turn(sessions[i], "intruder", "probe", headers=h)
@@ -109,6 +121,8 @@ def test_tenants_are_isolated(authed):
     # A still sees exactly its own data.
     s = c.get("/v1/sessions/s-0", headers=hdr(ka)).json()
     assert s["user_id"] == "u-0" and all("probe" not in t["content"] for t in s["buffer"])
+    for uid, mid in mems:
+        assert c.get("/v1/users/%s/memories/%s" % (uid, mid), headers=hdr(ka)).status == 200
 
 
 def test_revoked_keys_stop_working_and_keys_survive_restart(authed):

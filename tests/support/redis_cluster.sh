@@ -6,6 +6,7 @@
 # replica's full sync.
 #
 #   redis_cluster.sh start [-n NODES] [-r REPLICAS] [-t NODE_TIMEOUT_MS] [-d DIR] [-w PID]
+#                          [-T CERTDIR]
 #       Starts NODES redis-server processes (default 6) on free ports, creates
 #       the cluster with `redis-cli --cluster create ... --cluster-replicas
 #       REPLICAS --cluster-yes` (default 1), waits for cluster_state:ok on every
@@ -14,6 +15,13 @@
 #           REDIS_CLUSTER_PORTS="7001 7002 ..."
 #       -w PID: also stop the cluster once process PID is gone (a test that
 #       crashes does not leave servers behind).
+#       -T CERTDIR: TLS too (certificates from redis_tls_certs.sh): every node
+#       also gets a TLS port, with tls-cluster and tls-replication on (the bus
+#       and replication run over TLS; the cluster is created through the TLS
+#       ports). The plain ports stay, for redis-cli here and for test helpers;
+#       Redis 7 announces TLS ports to TLS clients (CLUSTER SLOTS, MOVED,
+#       ASK) and plain ports to plain ones. Also prints
+#           REDIS_CLUSTER_TLS_PORTS="8001 8002 ..."     (same order)
 #   redis_cluster.sh stop DIR
 #       Stops every node of the cluster in DIR and removes DIR.
 #   redis_cluster.sh restart DIR PORT
@@ -42,9 +50,22 @@ wait_ping() {   # port, tries of 0.1 s
     return 1
 }
 
-start_node() {  # dir port timeout_ms
+start_node() {  # dir port timeout_ms [tls_port certdir]
     local d="$1/$2"
     mkdir -p "$d"
+    if [ -n "${4:-}" ]; then
+        cat >"$d/tls.conf" <<EOF
+tls-port $4
+tls-cert-file $5/server.pem
+tls-key-file $5/server.key
+tls-ca-cert-file $5/ca.pem
+tls-auth-clients no
+tls-cluster yes
+tls-replication yes
+EOF
+    else
+        : >"$d/tls.conf"
+    fi
     cat >"$d/redis.conf" <<EOF
 port $2
 bind 127.0.0.1
@@ -59,21 +80,23 @@ cluster-enabled yes
 cluster-config-file nodes.conf
 cluster-node-timeout $3
 repl-diskless-sync-delay 0
+include $d/tls.conf
 EOF
     redis-server "$d/redis.conf" >/dev/null 2>&1 || return 1
     wait_ping "$2" 50
 }
 
 cmd_start() {
-    local nodes=6 replicas=1 timeout_ms=2000 dir="" watch=""
+    local nodes=6 replicas=1 timeout_ms=2000 dir="" watch="" certs=""
     local OPTIND opt
-    while getopts "n:r:t:d:w:" opt; do
+    while getopts "n:r:t:d:w:T:" opt; do
         case $opt in
             n) nodes=$OPTARG ;;
             r) replicas=$OPTARG ;;
             t) timeout_ms=$OPTARG ;;
             d) dir=$OPTARG ;;
             w) watch=$OPTARG ;;
+            T) certs=$(cd "$OPTARG" && pwd) || die "no certificate dir $OPTARG" ;;
             *) die "bad option" ;;
         esac
     done
@@ -83,20 +106,31 @@ cmd_start() {
         dir=$(mktemp -d /tmp/strata-redis-cluster.XXXXXX)
     fi
     mkdir -p "$dir"
-    local ports=() addrs=() tries=0 p
+    local ports=() addrs=() tls_ports=() tries=0 p t=""
     while [ "${#ports[@]}" -lt "$nodes" ]; do
         tries=$((tries + 1))
         [ "$tries" -le 200 ] || { cmd_stop "$dir"; die "no free ports"; }
         p=$((20000 + RANDOM % 30000))
         port_free "$p" || continue
-        if start_node "$dir" "$p" "$timeout_ms"; then
+        if [ -n "$certs" ]; then
+            t=$((20000 + RANDOM % 30000))
+            [ "$t" != "$p" ] && port_free "$t" || continue
+        fi
+        if start_node "$dir" "$p" "$timeout_ms" "$t" "$certs"; then
             ports+=("$p")
-            addrs+=("127.0.0.1:$p")
+            if [ -n "$certs" ]; then
+                tls_ports+=("$t")
+                addrs+=("127.0.0.1:$t")
+            else
+                addrs+=("127.0.0.1:$p")
+            fi
         else
             rm -rf "${dir:?}/$p" # lost a race for the port: pick another
         fi
     done
-    if ! redis-cli --cluster create "${addrs[@]}" --cluster-replicas "$replicas" \
+    local tls_cli=()
+    [ -z "$certs" ] || tls_cli=(--tls --cacert "$certs/ca.pem")
+    if ! redis-cli "${tls_cli[@]}" --cluster create "${addrs[@]}" --cluster-replicas "$replicas" \
             --cluster-yes >"$dir/create.log" 2>&1; then
         cmd_stop "$dir"
         die "cluster create failed (see its log)"
@@ -130,6 +164,7 @@ cmd_start() {
     fi
     echo "REDIS_CLUSTER_DIR=$dir"
     echo "REDIS_CLUSTER_PORTS=\"${ports[*]}\""
+    [ -z "$certs" ] || echo "REDIS_CLUSTER_TLS_PORTS=\"${tls_ports[*]}\""
 }
 
 cmd_stop() {
@@ -165,5 +200,5 @@ case "${1:-}" in
     start) shift; cmd_start "$@" ;;
     stop) [ $# -eq 2 ] || die "usage: stop DIR"; cmd_stop "$2" ;;
     restart) [ $# -eq 3 ] || die "usage: restart DIR PORT"; cmd_restart "$2" "$3" ;;
-    *) die "usage: start [-n N] [-r R] [-t MS] [-d DIR] [-w PID] | stop DIR | restart DIR PORT" ;;
+    *) die "usage: start [-n N] [-r R] [-t MS] [-d DIR] [-w PID] [-T CERTDIR] | stop DIR | restart DIR PORT" ;;
 esac

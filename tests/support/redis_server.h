@@ -13,6 +13,16 @@
  * crash or a failed ASSERT cannot leave it behind. redis_server_available()
  * says whether redis-server is in PATH, for a whole-file skip; it also sets
  * SIGPIPE to ignored, which hiredis users must do.
+ *
+ * TLS (Debian's redis-server speaks it; hiredis 0.14 does not, hence the
+ * plain port kept for the helpers above):
+ *
+ *   char certs[512];
+ *   redis_server_make_certs(certs, sizeof(certs));   CA, server, client certs
+ *                                                    (tests/support/redis_tls_certs.sh)
+ *   redis_server_start_tls(&srv, certs, "no");       srv.addr: plain port, as above;
+ *                                                    srv.tls_addr: the TLS port
+ *   redis_server_remove_dir(certs);
  */
 #ifndef STRATA_TEST_REDIS_SERVER_H
 #define STRATA_TEST_REDIS_SERVER_H
@@ -40,6 +50,8 @@ typedef struct redis_server {
     int port;                  /* 127.0.0.1 port */
     char addr[32];             /* "127.0.0.1:PORT" */
     char dir[512];             /* its working directory (AOF, log), removed at stop */
+    int tls_port;              /* 127.0.0.1 TLS port; 0 without TLS */
+    char tls_addr[32];         /* "127.0.0.1:TLS_PORT" */
 } redis_server;
 
 static inline void redis_server_sleep_ms(int ms)
@@ -109,6 +121,18 @@ static inline bool redis_server_ping(int port)
     return ok;
 }
 
+static inline void redis_server_remove_dir(char *dir)
+{
+    if (dir[0] != '\0') {
+        char cmd[1024];
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+        if (system(cmd) != 0) {
+            fprintf(stderr, "could not remove %s\n", dir);
+        }
+        dir[0] = '\0';
+    }
+}
+
 static inline void redis_server_stop(redis_server *s)
 {
     if (s->pid > 0) {
@@ -116,20 +140,14 @@ static inline void redis_server_stop(redis_server *s)
         waitpid(s->pid, NULL, 0);
     }
     s->pid = -1;
-    if (s->dir[0] != '\0') {
-        char cmd[1024];
-        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", s->dir);
-        if (system(cmd) != 0) {
-            fprintf(stderr, "could not remove %s\n", s->dir);
-        }
-        s->dir[0] = '\0';
-    }
+    redis_server_remove_dir(s->dir);
 }
 
 /* Start redis-server (AOF everysec, no RDB) on a free port in a fresh
- * temporary directory and wait until it answers PING (5 s at most).
+ * temporary directory, with the NULL-terminated extra arguments (may be
+ * NULL) appended, and wait until it answers PING (5 s at most).
  * 0 on success; -1 with s->pid == -1 and nothing left behind otherwise. */
-static inline int redis_server_start(redis_server *s)
+static inline int redis_server_start_args(redis_server *s, const char *const *extra)
 {
     memset(s, 0, sizeof(*s));
     s->pid = -1;
@@ -157,9 +175,15 @@ static inline int redis_server_start(redis_server *s)
             dup2(fd, 2);
             close(fd);
         }
-        execlp("redis-server", "redis-server", "--port", port_str, "--bind", "127.0.0.1",
-               "--save", "", "--appendonly", "yes", "--appendfsync", "everysec", "--dir", s->dir,
-               (char *)NULL);
+        const char *argv[64] = {"redis-server", "--port", port_str, "--bind", "127.0.0.1",
+                                "--save", "", "--appendonly", "yes", "--appendfsync",
+                                "everysec", "--dir", s->dir};
+        size_t n = 13;
+        for (size_t i = 0; extra != NULL && extra[i] != NULL && n < 63; i++) {
+            argv[n++] = extra[i];
+        }
+        argv[n] = NULL;
+        execvp("redis-server", (char *const *)argv);
         _exit(127);
     }
     s->pid = pid;
@@ -171,6 +195,71 @@ static inline int redis_server_start(redis_server *s)
     }
     redis_server_stop(s);
     return -1;
+}
+
+static inline int redis_server_start(redis_server *s)
+{
+    return redis_server_start_args(s, NULL);
+}
+
+/* Path of a file next to this header (absolute when the including test was
+ * compiled from an absolute path, as under CMake). */
+static inline void redis_server_support_path(const char *name, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s", __FILE__);
+    char *slash = strrchr(out, '/');
+    size_t keep = slash != NULL ? (size_t)(slash - out) + 1 : 0;
+    snprintf(out + keep, cap - keep, "%s", name);
+}
+
+/* Fresh certificates (see redis_tls_certs.sh) in a new temporary directory,
+ * whose path goes to dir. 0 on success; -1 (nothing left) when openssl or
+ * the script fails. */
+static inline int redis_server_make_certs(char *dir, size_t cap)
+{
+    char tmpl[] = "/tmp/strata-redis-certs-XXXXXX";
+    if (mkdtemp(tmpl) == NULL) {
+        return -1;
+    }
+    snprintf(dir, cap, "%s", tmpl);
+    char script[700];
+    char cmd[1600];
+    redis_server_support_path("redis_tls_certs.sh", script, sizeof(script));
+    snprintf(cmd, sizeof(cmd), "bash '%s' '%s'", script, dir);
+    if (system(cmd) != 0) {
+        redis_server_remove_dir(dir);
+        return -1;
+    }
+    return 0;
+}
+
+/* As redis_server_start, plus a TLS port with certs/server.pem, trusting
+ * certs/ca.pem for client certificates; auth_clients is redis's
+ * tls-auth-clients: "no", "yes" or "optional". The plain port stays (the
+ * helpers here use it). */
+static inline int redis_server_start_tls(redis_server *s, const char *certs,
+                                         const char *auth_clients)
+{
+    int tls_port = redis_server_free_port();
+    if (tls_port < 0) {
+        return -1;
+    }
+    char port[16];
+    char cert[600];
+    char key[600];
+    char ca[600];
+    snprintf(port, sizeof(port), "%d", tls_port);
+    snprintf(cert, sizeof(cert), "%s/server.pem", certs);
+    snprintf(key, sizeof(key), "%s/server.key", certs);
+    snprintf(ca, sizeof(ca), "%s/ca.pem", certs);
+    const char *extra[] = {"--tls-port", port, "--tls-cert-file", cert, "--tls-key-file", key,
+                           "--tls-ca-cert-file", ca, "--tls-auth-clients", auth_clients, NULL};
+    if (redis_server_start_args(s, extra) != 0) {
+        return -1;
+    }
+    s->tls_port = tls_port;
+    snprintf(s->tls_addr, sizeof(s->tls_addr), "127.0.0.1:%d", tls_port);
+    return 0;
 }
 
 /* One command on a fresh connection, formatted as for redisCommand (%b for

@@ -8,6 +8,15 @@
  * appends with WAIT 1 while a master is killed with SIGKILL; the store must
  * follow the promotion, and every acknowledged turn must survive.
  *
+ * The same checks also run over TLS (src/l1/redis_tls.c): against a standalone
+ * server with a TLS port, and a 3-master cluster with tls-cluster on
+ * (redis_cluster.sh -T), certificates made at test time; plus TLS failures
+ * that must be clear errors, not hangs: wrong CA, wrong name, plain client on
+ * the TLS port and TLS on the plain port, a required client certificate, bad
+ * files; and the relay's own cases (server closing connections, values larger
+ * than a TLS record, no thread left after close, the replay stream over TLS).
+ * TLS servers keep a plain port too, used only by the raw helpers below.
+ *
  * Servers start lazily (a single test can be run by name), each in a fresh
  * temporary directory, and are stopped at exit; a crash cannot leave them
  * behind (PR_SET_PDEATHSIG for the standalone server, the cluster script's
@@ -23,6 +32,7 @@
 #include <stdatomic.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <dirent.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -31,7 +41,10 @@
 #include <hiredis/hiredis.h>
 
 #include "l1/l1_redis.h"
+#include "l1/redis_cluster.h"
+#include "pipeline/replay_stream.h"
 #include "test.h"
+#include "../support/redis_server.h"
 
 #define CLUSTER_NODES 6
 
@@ -41,14 +54,25 @@ typedef struct backend {
     int ports[CLUSTER_NODES];   /* standalone: ports[0] */
     int n_ports;
     char addr[CLUSTER_NODES][32];
-    const char *addrs[CLUSTER_NODES];
+    const char *addrs[CLUSTER_NODES];   /* what the store connects to (TLS ports with TLS) */
+    const redis_tls_options *tls;       /* NULL: plain; ports[] are then plain ports too */
 } backend;
 
 static backend g_standalone = {.name = "standalone"};
 static backend g_cluster = {.name = "cluster", .cluster = true};
+static backend g_tls = {.name = "tls"};
+static backend g_tls_cluster = {.name = "tls_cluster", .cluster = true};
 static pid_t g_standalone_pid = -1;
 static char g_standalone_dir[512];
 static char g_cluster_dir[512];
+static char g_tls_cluster_dir[512];
+static redis_server g_tls_srv = {.pid = -1};
+static char g_certs[512];                  /* redis_tls_certs.sh output */
+static char g_ca[600];
+static char g_other_ca[600];
+static char g_client_cert[600];
+static char g_client_key[600];
+static redis_tls_options g_tls_opts;      /* trusts g_ca */
 static atomic_int g_prefix_seq;
 
 /* ---- servers ------------------------------------------------------------ */
@@ -161,24 +185,27 @@ static void cluster_script(char *out, size_t cap)
     snprintf(out + keep, cap - keep, "support/redis_cluster.sh");
 }
 
-static void cluster_stop(void)
+static void cluster_stop(char *dir)
 {
-    if (g_cluster_dir[0] != '\0') {
+    if (dir[0] != '\0') {
         char script[512];
         char cmd[2048];
         cluster_script(script, sizeof(script));
-        snprintf(cmd, sizeof(cmd), "'%s' stop '%s'", script, g_cluster_dir);
+        snprintf(cmd, sizeof(cmd), "'%s' stop '%s'", script, dir);
         if (system(cmd) != 0) {
-            fprintf(stderr, "could not stop the cluster in %s\n", g_cluster_dir);
+            fprintf(stderr, "could not stop the cluster in %s\n", dir);
         }
-        g_cluster_dir[0] = '\0';
+        dir[0] = '\0';
     }
 }
 
 static void stop_all(void)
 {
     standalone_stop();
-    cluster_stop();
+    cluster_stop(g_cluster_dir);
+    cluster_stop(g_tls_cluster_dir);
+    redis_server_stop(&g_tls_srv);
+    redis_server_remove_dir(g_certs);
 }
 
 /* Start redis-server on port in dir (fork/exec, dies with us). */
@@ -242,6 +269,60 @@ static const backend *standalone(void)
     return g_standalone_pid > 0 ? &g_standalone : NULL;
 }
 
+/* Parse `NAME="p1 p2 ..."` into ports; returns how many. */
+static int parse_ports(const char *line, const char *name, int *ports)
+{
+    size_t nl = strlen(name);
+    if (strncmp(line, name, nl) != 0 || strncmp(line + nl, "=\"", 2) != 0) {
+        return -1;
+    }
+    const char *p = line + nl + 2;
+    int n = 0;
+    while (n < CLUSTER_NODES && *p != '\0' && *p != '"') {
+        char *end;
+        ports[n++] = (int)strtol(p, &end, 10);
+        p = end + (*end == ' ');
+    }
+    return n;
+}
+
+/* Start a cluster with redis_cluster.sh into b (certs: TLS, -T). */
+static bool cluster_launch(backend *b, char *dir, size_t dir_cap, int nodes, int replicas,
+                           const char *certs)
+{
+    char script[512];
+    char cmd[2048];
+    cluster_script(script, sizeof(script));
+    snprintf(cmd, sizeof(cmd), "'%s' start -n %d -r %d -t 2000 -w %d%s%s%s", script, nodes,
+             replicas, (int)getpid(), certs ? " -T '" : "", certs ? certs : "", certs ? "'" : "");
+    FILE *f = popen(cmd, "r");
+    char line[512];
+    int tls_ports[CLUSTER_NODES];
+    int n_tls = 0;
+    while (f != NULL && fgets(line, sizeof(line), f) != NULL) {
+        line[strcspn(line, "\n")] = '\0';
+        int n;
+        if (strncmp(line, "REDIS_CLUSTER_DIR=", 18) == 0) {
+            snprintf(dir, dir_cap, "%s", line + 18);
+        } else if ((n = parse_ports(line, "REDIS_CLUSTER_PORTS", b->ports)) >= 0) {
+            b->n_ports = n;
+        } else if ((n = parse_ports(line, "REDIS_CLUSTER_TLS_PORTS", tls_ports)) >= 0) {
+            n_tls = n;
+        }
+    }
+    bool ok = f != NULL && pclose(f) == 0 && b->n_ports == nodes &&
+              (certs == NULL || n_tls == nodes);
+    for (int i = 0; i < b->n_ports; i++) {
+        snprintf(b->addr[i], sizeof(b->addr[i]), "127.0.0.1:%d",
+                 certs != NULL ? tls_ports[i] : b->ports[i]);
+        b->addrs[i] = b->addr[i];
+    }
+    if (!ok) {
+        fprintf(stderr, "  could not start a Redis Cluster with %s\n", script);
+    }
+    return ok;
+}
+
 static const backend *cluster(void)
 {
     static int tried;
@@ -250,36 +331,64 @@ static const backend *cluster(void)
     if (!tried) {
         tried = 1;
         atexit(stop_all);
-        char script[512];
-        char cmd[2048];
-        cluster_script(script, sizeof(script));
-        snprintf(cmd, sizeof(cmd), "'%s' start -n %d -r 1 -t 2000 -w %d", script, CLUSTER_NODES,
-                 (int)getpid());
-        FILE *f = popen(cmd, "r");
-        char line[512];
-        while (f != NULL && fgets(line, sizeof(line), f) != NULL) {
-            line[strcspn(line, "\n")] = '\0';
-            if (strncmp(line, "REDIS_CLUSTER_DIR=", 18) == 0) {
-                snprintf(g_cluster_dir, sizeof(g_cluster_dir), "%s", line + 18);
-            } else if (strncmp(line, "REDIS_CLUSTER_PORTS=\"", 21) == 0) {
-                char *p = line + 21;
-                while (g_cluster.n_ports < CLUSTER_NODES && *p != '\0' && *p != '"') {
-                    g_cluster.ports[g_cluster.n_ports++] = (int)strtol(p, &p, 10);
-                    p += *p == ' ';
-                }
-            }
-        }
-        ok = f != NULL && pclose(f) == 0 && g_cluster.n_ports == CLUSTER_NODES;
-        for (int i = 0; i < g_cluster.n_ports; i++) {
-            snprintf(g_cluster.addr[i], sizeof(g_cluster.addr[i]), "127.0.0.1:%d",
-                     g_cluster.ports[i]);
-            g_cluster.addrs[i] = g_cluster.addr[i];
-        }
-        if (!ok) {
-            fprintf(stderr, "  could not start a Redis Cluster with %s\n", script);
-        }
+        ok = cluster_launch(&g_cluster, g_cluster_dir, sizeof(g_cluster_dir), CLUSTER_NODES, 1,
+                            NULL);
     }
     return ok ? &g_cluster : NULL;
+}
+
+/* Certificates for the TLS tests (made once); NULL if openssl failed. */
+static const char *certs(void)
+{
+    static int tried;
+    require_redis();
+    if (!tried) {
+        tried = 1;
+        atexit(stop_all);
+        if (redis_server_make_certs(g_certs, sizeof(g_certs)) != 0) {
+            fprintf(stderr, "  could not make certificates (openssl)\n");
+            return NULL;
+        }
+        snprintf(g_ca, sizeof(g_ca), "%s/ca.pem", g_certs);
+        snprintf(g_other_ca, sizeof(g_other_ca), "%s/other-ca.pem", g_certs);
+        snprintf(g_client_cert, sizeof(g_client_cert), "%s/client.pem", g_certs);
+        snprintf(g_client_key, sizeof(g_client_key), "%s/client.key", g_certs);
+        g_tls_opts.cacert = g_ca;
+    }
+    return g_certs[0] != '\0' ? g_certs : NULL;
+}
+
+/* A standalone server with a TLS port (clients not authenticated). */
+static const backend *tls_standalone(void)
+{
+    static int tried;
+    if (!tried) {
+        tried = 1;
+        if (certs() == NULL || redis_server_start_tls(&g_tls_srv, g_certs, "no") != 0) {
+            fprintf(stderr, "  could not start a TLS redis-server\n");
+            return NULL;
+        }
+        g_tls.ports[0] = g_tls_srv.port;
+        g_tls.n_ports = 1;
+        snprintf(g_tls.addr[0], sizeof(g_tls.addr[0]), "%s", g_tls_srv.tls_addr);
+        g_tls.addrs[0] = g_tls.addr[0];
+        g_tls.tls = &g_tls_opts;
+    }
+    return g_tls_srv.pid > 0 ? &g_tls : NULL;
+}
+
+/* 3 masters, no replicas, TLS on clients, bus and replication. */
+static const backend *tls_cluster(void)
+{
+    static int tried;
+    static bool ok;
+    if (!tried) {
+        tried = 1;
+        ok = certs() != NULL && cluster_launch(&g_tls_cluster, g_tls_cluster_dir,
+                                               sizeof(g_tls_cluster_dir), 3, 0, g_certs);
+        g_tls_cluster.tls = &g_tls_opts;
+    }
+    return ok ? &g_tls_cluster : NULL;
 }
 
 /* ---- raw access, for checking what the backend wrote ---------------------- */
@@ -358,6 +467,7 @@ static l1_store *open_store_ex(const backend *b, uint32_t buffer_max, const char
     o.command_timeout_ms = 3000;
     o.wait_replicas = wait_replicas;
     o.wait_timeout_ms = 500;
+    o.tls = b->tls;
     l1_store *s = NULL;
     if (l1_redis_open(&o, &s) != STRATA_OK) {
         fprintf(stderr, "  l1_redis_open: %s\n", strata_errmsg());
@@ -453,7 +563,9 @@ static int idle_str(l1_store *s, int64_t before, size_t max, char *out, size_t c
 #define CHECK(name) static void check_##name(int *test_failed_, const backend *b)
 #define BOTH(name)                                                          \
     TEST(standalone_##name) { check_##name(test_failed_, standalone()); }   \
-    TEST(cluster_##name) { check_##name(test_failed_, cluster()); }
+    TEST(cluster_##name) { check_##name(test_failed_, cluster()); }         \
+    TEST(tls_##name) { check_##name(test_failed_, tls_standalone()); }      \
+    TEST(tls_cluster_##name) { check_##name(test_failed_, tls_cluster()); }
 
 /* ---- the checks of test_l1.c ---------------------------------------------------- */
 
@@ -1313,6 +1425,368 @@ TEST(cluster_failover)
     free(c);
 }
 
+/* ---- TLS: failures that must be clear and quick, and the relay's own cases ---------- */
+
+static double secs_since(uint64_t t0)
+{
+    return (double)(clock_mono_ns() - t0) / 1e9;
+}
+
+/* Open a standalone store on addr with TLS settings t (NULL: plain) and
+ * short deadlines; the time it took goes to *secs. The store, if any, goes
+ * to *out, or is closed when out is NULL. */
+static int tls_try_open(const char *addr, const redis_tls_options *t, double *secs,
+                        l1_store **out)
+{
+    const char *one[] = {addr};
+    l1_redis_options o;
+    l1_redis_options_init(&o);
+    o.addresses = one;
+    o.n_addresses = 1;
+    o.connect_timeout_ms = 500;
+    o.command_timeout_ms = 1000;
+    o.key_prefix = "tlsx:";
+    o.tls = t;
+    l1_store *s = NULL;
+    uint64_t t0 = clock_mono_ns();
+    int rc = l1_redis_open(&o, &s);
+    *secs = secs_since(t0);
+    if (rc != STRATA_OK) {
+        printf("  %s (%.2f s): %s\n", strata_strerror(rc), *secs, strata_errmsg());
+    }
+    if (out != NULL) {
+        *out = s;
+    } else if (s != NULL) {
+        s->ops->close(s);
+    }
+    return rc;
+}
+
+/* Threads of this process (relays included). */
+static int thread_count(void)
+{
+    DIR *d = opendir("/proc/self/task");
+    int n = 0;
+    for (struct dirent *e; d != NULL && (e = readdir(d)) != NULL;) {
+        n += e->d_name[0] != '.';
+    }
+    if (d != NULL) {
+        closedir(d);
+    }
+    return n;
+}
+
+/* A server certificate from another CA: refused at once, saying why. */
+TEST(tls_wrong_ca)
+{
+    const backend *b = tls_standalone();
+    ASSERT_TRUE(b != NULL);
+    redis_tls_options t = g_tls_opts;
+    t.cacert = g_other_ca;
+    double secs;
+    ASSERT_EQ(tls_try_open(b->addrs[0], &t, &secs, NULL), STRATA_EINVAL);
+    ASSERT_TRUE(strstr(strata_errmsg(), "certificate") != NULL);
+    ASSERT_TRUE(secs < 1.0); /* not retried until the deadline */
+    t.cacert = NULL; /* the system store does not know our test CA either */
+    ASSERT_EQ(tls_try_open(b->addrs[0], &t, &secs, NULL), STRATA_EINVAL);
+}
+
+/* The certificate names localhost and 127.0.0.1: other names are refused;
+ * a DNS name (sent as SNI) is checked against the DNS SAN. */
+TEST(tls_server_name)
+{
+    const backend *b = tls_standalone();
+    ASSERT_TRUE(b != NULL);
+    redis_tls_options t = g_tls_opts;
+    t.server_name = "redis.example";
+    double secs;
+    ASSERT_EQ(tls_try_open(b->addrs[0], &t, &secs, NULL), STRATA_EINVAL);
+    ASSERT_TRUE(strstr(strata_errmsg(), "hostname mismatch") != NULL);
+    t.server_name = "127.0.0.2";
+    ASSERT_EQ(tls_try_open(b->addrs[0], &t, &secs, NULL), STRATA_EINVAL);
+    ASSERT_TRUE(strstr(strata_errmsg(), "IP address mismatch") != NULL);
+    t.server_name = "localhost";
+    ASSERT_OK(tls_try_open(b->addrs[0], &t, &secs, NULL));
+    char by_name[64];
+    snprintf(by_name, sizeof(by_name), "localhost:%d", g_tls_srv.tls_port);
+    ASSERT_OK(tls_try_open(by_name, &g_tls_opts, &secs, NULL));
+}
+
+/* Plain RESP to the TLS port, and TLS to the plain port: errors within the
+ * deadline, never a hang. */
+TEST(tls_port_mismatch)
+{
+    const backend *b = tls_standalone();
+    ASSERT_TRUE(b != NULL);
+    double secs;
+    int rc = tls_try_open(g_tls_srv.tls_addr, NULL, &secs, NULL);
+    ASSERT_TRUE(rc == STRATA_EIO || rc == STRATA_ETIMEDOUT);
+    ASSERT_TRUE(secs < 3.0);
+    rc = tls_try_open(g_tls_srv.addr, &g_tls_opts, &secs, NULL);
+    ASSERT_TRUE(rc == STRATA_EIO || rc == STRATA_ETIMEDOUT);
+    ASSERT_TRUE(strstr(strata_errmsg(), "TLS") != NULL);
+    ASSERT_TRUE(secs < 3.0);
+}
+
+/* tls-auth-clients yes: no client certificate is a clear, immediate error
+ * (TLS 1.3 reports it after the handshake, on the first command); with the
+ * CA-signed client certificate everything works. */
+TEST(tls_client_certificate)
+{
+    ASSERT_TRUE(certs() != NULL);
+    redis_server srv;
+    ASSERT_EQ(redis_server_start_tls(&srv, g_certs, "yes"), 0);
+    redis_tls_options t = g_tls_opts;
+    double secs;
+    int rc = tls_try_open(srv.tls_addr, &t, &secs, NULL);
+    bool refused = rc == STRATA_EINVAL && strstr(strata_errmsg(), "certificate") != NULL &&
+                   secs < 1.0;
+    t.cert = g_client_cert;
+    t.key = g_client_key;
+    l1_store *s = NULL;
+    int rc2 = tls_try_open(srv.tls_addr, &t, &secs, &s);
+    uint32_t count = 0;
+    int rc3 = s != NULL ? append_n(s, "t", "s", "u", STRATA_ROLE_USER, "hi", 2, 1, &count)
+                        : STRATA_EIO;
+    if (s != NULL) {
+        s->ops->close(s);
+    }
+    redis_server_stop(&srv);
+    ASSERT_TRUE(refused);
+    ASSERT_OK(rc2);
+    ASSERT_OK(rc3);
+    ASSERT_EQ(count, 1);
+}
+
+/* Unusable files are refused at open, naming the file. */
+TEST(tls_bad_files)
+{
+    const backend *b = tls_standalone();
+    ASSERT_TRUE(b != NULL);
+    redis_tls_options t = g_tls_opts;
+    t.cacert = "/nonexistent/ca.pem";
+    double secs;
+    ASSERT_EQ(tls_try_open(b->addrs[0], &t, &secs, NULL), STRATA_EINVAL);
+    ASSERT_TRUE(strstr(strata_errmsg(), "/nonexistent/ca.pem") != NULL);
+    t = g_tls_opts;
+    t.cert = g_client_cert; /* no key */
+    ASSERT_EQ(tls_try_open(b->addrs[0], &t, &secs, NULL), STRATA_EINVAL);
+    char wrong_key[600];
+    snprintf(wrong_key, sizeof(wrong_key), "%s/server.key", g_certs);
+    t.key = wrong_key;
+    ASSERT_EQ(tls_try_open(b->addrs[0], &t, &secs, NULL), STRATA_EINVAL);
+    ASSERT_TRUE(strstr(strata_errmsg(), "does not match") != NULL);
+}
+
+/* Redis closing every client connection (as at a restart or a timeout):
+ * the relays end, hiredis sees EOF, the store reconnects on its own. */
+TEST(tls_server_closes_connections)
+{
+    const backend *b = tls_standalone();
+    ASSERT_TRUE(b != NULL);
+    l1_store *s = open_store(b, 5);
+    ASSERT_TRUE(s != NULL);
+    ASSERT_OK(append(s, "t", "s", "u", "before", 1));
+    redisReply *r = raw(b, "CLIENT KILL TYPE normal"); /* all but this plain one */
+    ASSERT_TRUE(r != NULL && r->type == REDIS_REPLY_INTEGER && r->integer >= 1);
+    freeReplyObject(r);
+    uint32_t count = 0;
+    ASSERT_OK(append_n(s, "t", "s", "u", STRATA_ROLE_USER, "after", 5, 2, &count));
+    ASSERT_EQ(count, 2);
+    l1_redis_stats rs;
+    l1_redis_stats_get(s, &rs);
+    ASSERT_TRUE(rs.connects >= 2);
+    s->ops->close(s);
+}
+
+/* Values far larger than a TLS record (16 KiB) and than the socketpair's
+ * buffer, both ways: a 1.6 MB reply makes the relay wait for hiredis. */
+TEST(tls_large_values)
+{
+    const backend *b = tls_standalone();
+    ASSERT_TRUE(b != NULL);
+    l1_store *s = open_store(b, 8);
+    ASSERT_TRUE(s != NULL);
+    enum { BIG = 200 * 1024 };
+    char *big = malloc(BIG);
+    ASSERT_TRUE(big != NULL);
+    for (int k = 0; k < 8; k++) {
+        for (size_t i = 0; i < BIG; i++) {
+            big[i] = (char)('a' + (i * 7 + (size_t)k) % 26);
+        }
+        uint32_t count = 0;
+        int rc = append_n(s, "t", "big", "u", STRATA_ROLE_USER, big, BIG, k + 1, &count);
+        if (rc != STRATA_OK) {
+            free(big);
+        }
+        ASSERT_OK(rc);
+    }
+    strata_session *ss = NULL;
+    int rc = s->ops->session_get(s, "t", "big", &ss);
+    bool same = rc == STRATA_OK && ss->n_turns == 8;
+    for (size_t k = 0; same && k < 8; k++) {
+        for (size_t i = 0; i < BIG; i++) {
+            big[i] = (char)('a' + (i * 7 + k) % 26);
+        }
+        same = ss->turns[k].content_len == BIG && memcmp(ss->turns[k].content, big, BIG) == 0;
+    }
+    strata_session_free(ss);
+    free(big);
+    s->ops->close(s);
+    ASSERT_OK(rc);
+    ASSERT_TRUE(same);
+}
+
+/* Every relay thread is joined by close, including after failed opens and
+ * with several pooled connections in use at once. */
+static void *tls_hammer(void *arg)
+{
+    l1_store *s = arg;
+    for (int i = 0; i < 50; i++) {
+        char sid[16];
+        snprintf(sid, sizeof(sid), "h%d", i % 7);
+        if (append(s, "t", sid, "u", "x", i + 1) != STRATA_OK) {
+            return (void *)1;
+        }
+    }
+    return NULL;
+}
+
+static void *tls_nothing(void *arg)
+{
+    return arg;
+}
+
+TEST(tls_no_thread_leak)
+{
+    const backend *b = tls_standalone();
+    ASSERT_TRUE(b != NULL);
+    /* A first thread makes a sanitizer runtime start its own background
+     * thread, which must not count as ours. */
+    pthread_t warm;
+    ASSERT_EQ(pthread_create(&warm, NULL, tls_nothing, NULL), 0);
+    pthread_join(warm, NULL);
+    int before = thread_count();
+    l1_store *s = open_store(b, 5);
+    ASSERT_TRUE(s != NULL);
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++) {
+        ASSERT_EQ(pthread_create(&th[i], NULL, tls_hammer, s), 0);
+    }
+    bool ok = true;
+    for (int i = 0; i < 4; i++) {
+        void *rv = NULL;
+        pthread_join(th[i], &rv);
+        ok = ok && rv == NULL;
+    }
+    l1_redis_stats rs;
+    l1_redis_stats_get(s, &rs);
+    int during = thread_count();
+    s->ops->close(s);
+    ASSERT_TRUE(ok);
+    ASSERT_TRUE(rs.connects >= 2);
+    ASSERT_EQ(during, before + (int)rs.connects); /* one relay per live connection */
+    ASSERT_EQ(thread_count(), before);
+    redis_tls_options t = g_tls_opts;
+    t.cacert = g_other_ca;
+    double secs;
+    ASSERT_EQ(tls_try_open(b->addrs[0], &t, &secs, NULL), STRATA_EINVAL);
+    ASSERT_EQ(thread_count(), before);
+}
+
+static int tls_count_cb(void *ctx, const aol_record *rec)
+{
+    (void)rec;
+    (*(uint64_t *)ctx)++;
+    return 0;
+}
+
+/* The replay stream (same connection layer) over TLS: XADD, then a scan. */
+TEST(tls_replay_stream)
+{
+    const backend *b = tls_standalone();
+    ASSERT_TRUE(b != NULL);
+    replay_stream_options o;
+    replay_stream_options_init(&o);
+    o.addresses = b->addrs;
+    o.n_addresses = 1;
+    o.key = "tls:replay";
+    o.retention_s = 0;
+    o.tls = &g_tls_opts;
+    replay_stream *rs = NULL;
+    ASSERT_OK(replay_stream_open(&o, &rs));
+    uint8_t payload[3] = {0, 0xff, 7};
+    int rc = STRATA_OK;
+    for (uint64_t i = 1; i <= 3 && rc == STRATA_OK; i++) {
+        aol_record rec = {.lsn = i, .ts_ms = 1706500000000, .type = AOL_TURN, .tenant = "t",
+                          .tenant_len = 1, .payload = payload, .payload_len = sizeof(payload)};
+        rc = replay_stream_append(rs, &rec);
+    }
+    replay_stream_close(rs);
+    ASSERT_OK(rc);
+    redisReply *r = raw(b, "XLEN tls:replay");
+    ASSERT_TRUE(r != NULL && r->type == REDIS_REPLY_INTEGER);
+    ASSERT_EQ(r->integer, 3);
+    freeReplyObject(r);
+    uint64_t n = 0;
+    ASSERT_OK(replay_stream_scan(&o, tls_count_cb, &n));
+    ASSERT_EQ(n, 3);
+}
+
+/* A TLS client is redirected to TLS ports: MOVED from the wrong node names
+ * the owner's TLS port (a plain one would fail the handshake), and a routed
+ * call lands there. */
+TEST(tls_cluster_moved)
+{
+    const backend *b = tls_cluster();
+    ASSERT_TRUE(b != NULL);
+    rcl_options ro = {.addrs = b->addrs, .n_addrs = (size_t)b->n_ports,
+                      .connect_timeout_ms = 500, .command_timeout_ms = 2000, .pool_size = 1,
+                      .cluster = true, .tls = &g_tls_opts};
+    rcl *c = NULL;
+    ASSERT_OK(rcl_open(&ro, &c));
+    const char *key = "tls:moved";
+    int slot = rcl_keyslot(key, strlen(key));
+    int owner = -1;
+    redisReply *r = raw(b, "CLUSTER SLOTS"); /* plain client: plain ports */
+    for (size_t i = 0; r != NULL && i < r->elements; i++) {
+        const redisReply *e = r->element[i];
+        if (slot >= e->element[0]->integer && slot <= e->element[1]->integer) {
+            for (int k = 0; k < b->n_ports; k++) {
+                owner = b->ports[k] == e->element[2]->element[1]->integer ? k : owner;
+            }
+        }
+    }
+    if (r != NULL) {
+        freeReplyObject(r);
+    }
+    int wrong = (owner + 1) % b->n_ports; /* seeds are nodes 0..n-1, in order */
+    const char *argv[] = {"SET", key, "v"};
+    rcl_call call = {slot, wrong, 0, 3, argv, NULL, NULL, -1};
+    int rc = rcl_exec(c, &call);
+    char want[64];
+    snprintf(want, sizeof(want), "MOVED %d %s", slot, owner >= 0 ? b->addr[owner] : "?");
+    bool moved = rc == STRATA_OK && call.reply->type == REDIS_REPLY_ERROR &&
+                 strcmp(call.reply->str, want) == 0;
+    if (!moved && rc == STRATA_OK) {
+        fprintf(stderr, "  got \"%s\", want \"%s\"\n", call.reply->str ? call.reply->str : "",
+                want);
+    }
+    if (call.reply != NULL) {
+        freeReplyObject(call.reply);
+    }
+    rcl_call routed = {slot, -1, RCL_IDEMPOTENT, 3, argv, NULL, NULL, -1};
+    int rc2 = rcl_exec(c, &routed);
+    bool set_ok = rc2 == STRATA_OK && routed.reply->type == REDIS_REPLY_STATUS;
+    if (routed.reply != NULL) {
+        freeReplyObject(routed.reply);
+    }
+    rcl_close(c);
+    ASSERT_TRUE(owner >= 0);
+    ASSERT_TRUE(moved);
+    ASSERT_TRUE(set_ok);
+}
+
 TEST_MAIN(TEST_ENTRY(bad_options),
           TEST_ENTRY(standalone_append_and_read_back), TEST_ENTRY(standalone_buffer_trimmed_to_n),
           TEST_ENTRY(standalone_owner_conflict), TEST_ENTRY(standalone_stage_end_delete),
@@ -1323,4 +1797,19 @@ TEST_MAIN(TEST_ENTRY(bad_options),
           TEST_ENTRY(cluster_owner_conflict), TEST_ENTRY(cluster_stage_end_delete),
           TEST_ENTRY(cluster_tenant_isolation), TEST_ENTRY(cluster_dirty_sets),
           TEST_ENTRY(cluster_idle_listing), TEST_ENTRY(cluster_concurrent_readers_writers),
-          TEST_ENTRY(cluster_index_repair), TEST_ENTRY(cluster_failover))
+          TEST_ENTRY(cluster_index_repair), TEST_ENTRY(cluster_failover),
+          TEST_ENTRY(tls_append_and_read_back), TEST_ENTRY(tls_buffer_trimmed_to_n),
+          TEST_ENTRY(tls_owner_conflict), TEST_ENTRY(tls_stage_end_delete),
+          TEST_ENTRY(tls_tenant_isolation), TEST_ENTRY(tls_dirty_sets),
+          TEST_ENTRY(tls_idle_listing), TEST_ENTRY(tls_concurrent_readers_writers),
+          TEST_ENTRY(tls_index_repair), TEST_ENTRY(tls_wrong_ca), TEST_ENTRY(tls_server_name),
+          TEST_ENTRY(tls_port_mismatch), TEST_ENTRY(tls_client_certificate),
+          TEST_ENTRY(tls_bad_files), TEST_ENTRY(tls_server_closes_connections),
+          TEST_ENTRY(tls_large_values), TEST_ENTRY(tls_no_thread_leak),
+          TEST_ENTRY(tls_replay_stream),
+          TEST_ENTRY(tls_cluster_append_and_read_back), TEST_ENTRY(tls_cluster_buffer_trimmed_to_n),
+          TEST_ENTRY(tls_cluster_owner_conflict), TEST_ENTRY(tls_cluster_stage_end_delete),
+          TEST_ENTRY(tls_cluster_tenant_isolation), TEST_ENTRY(tls_cluster_dirty_sets),
+          TEST_ENTRY(tls_cluster_idle_listing),
+          TEST_ENTRY(tls_cluster_concurrent_readers_writers),
+          TEST_ENTRY(tls_cluster_index_repair), TEST_ENTRY(tls_cluster_moved))

@@ -842,7 +842,8 @@ TEST(flipped_byte)
     }
     ASSERT_TRUE(last_base > 1);
 
-    /* in the last segment: truncated from the damaged record on */
+    /* in the last segment, with intact records after it: damage, refused
+     * (truncating would drop acknowledged writes) */
     char *dst = test_tmpdir();
     char cmd[1200];
     snprintf(cmd, sizeof(cmd), "cp '%s'/*.seg '%s'/", src, dst);
@@ -854,6 +855,19 @@ TEST(flipped_byte)
     size_t nrec = record_offsets(img, len, offs, 255);
     ASSERT_TRUE(nrec >= 3);
     size_t k = nrec / 2; /* damage record k (0-based) in the middle */
+    img[offs[k] + AOL_HEADER_BYTES + 1] ^= 0x40;
+    ASSERT_OK(file_write(lp, img, len));
+    log = NULL;
+    ASSERT_EQ(log_open(dst, STRATA_FSYNC_NO, 2048, &log, &info), STRATA_ECORRUPT);
+    ASSERT_TRUE(strstr(strata_errmsg(), "intact records follow") != NULL);
+    /* the same in the length field: found by scanning for the next record */
+    img[offs[k] + AOL_HEADER_BYTES + 1] ^= 0x40;
+    img[offs[k] + 1] ^= 0x10;
+    ASSERT_OK(file_write(lp, img, len));
+    ASSERT_EQ(log_open(dst, STRATA_FSYNC_NO, 2048, &log, &info), STRATA_ECORRUPT);
+    img[offs[k] + 1] ^= 0x10;
+    /* in the last record: a torn write, truncated from there on */
+    k = nrec - 1;
     img[offs[k] + AOL_HEADER_BYTES + 1] ^= 0x40;
     ASSERT_OK(file_write(lp, img, len));
     ASSERT_OK(log_open(dst, STRATA_FSYNC_NO, 2048, &log, &info));
@@ -922,12 +936,17 @@ TEST(lsn_gap)
         ASSERT_OK(aol_record_encode(&b, lsns[i], 0, AOL_TURN, "t", 1, "abc", 3));
     }
     size_t rec_len = AOL_HEADER_BYTES + 1 + 3;
+    /* 1, 2, 4, 5 in the last segment: intact records after the gap, damage */
     ASSERT_OK(file_write(p, (const uint8_t *)b.data, b.len));
     aol *log = NULL;
     aol_open_info info;
+    ASSERT_EQ(log_open(dir, STRATA_FSYNC_NO, 0, &log, &info), STRATA_ECORRUPT);
+    ASSERT_TRUE(strstr(strata_errmsg(), "intact records follow") != NULL);
+    /* 1, 2, 4 with 4 last: cut like a torn tail */
+    ASSERT_OK(file_write(p, (const uint8_t *)b.data, b.len - rec_len));
     ASSERT_OK(log_open(dir, STRATA_FSYNC_NO, 0, &log, &info));
     ASSERT_EQ(info.last_lsn, 2);
-    ASSERT_EQ(info.bytes_truncated, 2 * rec_len);
+    ASSERT_EQ(info.bytes_truncated, rec_len);
     uint64_t lsn = 0;
     ASSERT_OK(aol_append(log, AOL_TURN, "t", 1, 0, "x", 1, &lsn));
     ASSERT_EQ(lsn, 3);
@@ -1039,6 +1058,131 @@ TEST(drop_segments)
     test_rmrf(dir);
 }
 
+/* ---- erasure (right to be forgotten) ------------------------------------ */
+
+static bool erase_multiple_of_7(void *ctx, const aol_record *rec)
+{
+    (void)ctx;
+    return rec->lsn % 7 == 0;
+}
+
+typedef struct erase_check {
+    uint64_t next;
+    uint64_t noops;
+    bool bad;
+} erase_check;
+
+static int erase_check_cb(void *ctx, const aol_record *rec)
+{
+    erase_check *c = ctx;
+    uint8_t p[256];
+    size_t n = payload_make(rec->lsn, p);
+    char tenant[8];
+    snprintf(tenant, sizeof(tenant), "t%llu", (unsigned long long)(rec->lsn % 3));
+    bool tenant_ok = rec->tenant_len == strlen(tenant) && memcmp(rec->tenant, tenant, rec->tenant_len) == 0;
+    if (rec->lsn != c->next || !tenant_ok || rec->ts_ms != (int64_t)(1000 + rec->lsn)) {
+        c->bad = true;
+    } else if (rec->lsn % 7 == 0 && rec->lsn <= 200) {
+        c->bad |= rec->type != AOL_NOOP || rec->payload_len != 0;
+        c->noops++;
+    } else {
+        c->bad |= rec->type != AOL_KV_PUT || rec->payload_len != n ||
+                  memcmp(rec->payload, p, n) != 0;
+    }
+    c->next++;
+    return 0;
+}
+
+/* Erased records become NOOPs with the same LSN, time and tenant; their bytes
+ * are gone from every file; appends continue on the rewritten active segment;
+ * it all survives a reopen. */
+TEST(erase_records)
+{
+    char *dir = test_tmpdir();
+    aol *log = NULL;
+    aol_open_info info;
+    ASSERT_OK(log_open(dir, STRATA_FSYNC_EVERYSEC, 2048, &log, &info));
+    for (uint64_t i = 1; i <= 200; i++) {
+        ASSERT_OK(append_canon(log, i, i % 50 == 0)); /* some still only queued */
+    }
+    uint64_t erased = 0;
+    ASSERT_OK(aol_erase(log, erase_multiple_of_7, NULL, &erased));
+    ASSERT_EQ(erased, 200 / 7);
+    /* erasing again finds nothing new (NOOPs are never offered) */
+    ASSERT_OK(aol_erase(log, erase_multiple_of_7, NULL, &erased));
+    ASSERT_EQ(erased, 0);
+    for (uint64_t i = 201; i <= 260; i++) {
+        ASSERT_OK(append_canon(log, i, true));
+    }
+    erase_check c = {1, 0, false};
+    ASSERT_OK(aol_replay(log, 0, erase_check_cb, &c));
+    ASSERT_TRUE(!c.bad);
+    ASSERT_EQ(c.next, 261);
+    ASSERT_EQ(c.noops, 200 / 7);
+    aol_close(log);
+
+    ASSERT_OK(log_open(dir, STRATA_FSYNC_EVERYSEC, 2048, &log, &info));
+    ASSERT_EQ(info.last_lsn, 260);
+    ASSERT_EQ(info.bytes_truncated, 0);
+    c = (erase_check){1, 0, false};
+    ASSERT_OK(aol_replay(log, 0, erase_check_cb, &c));
+    ASSERT_TRUE(!c.bad);
+    ASSERT_EQ(c.next, 261);
+    ASSERT_OK(append_canon(log, 261, true));
+    aol_close(log);
+    test_rmrf(dir);
+}
+
+static const char ERASE_MARKER[] = "forget-me-zq81e7c4a9";
+
+static bool erase_marker(void *ctx, const aol_record *rec)
+{
+    (void)ctx;
+    return rec->payload_len == sizeof(ERASE_MARKER) - 1 &&
+           memcmp(rec->payload, ERASE_MARKER, rec->payload_len) == 0;
+}
+
+/* The erased bytes are gone from every segment file, the finished ones and
+ * the active one alike. */
+TEST(erase_leaves_no_bytes)
+{
+    char *dir = test_tmpdir();
+    aol *log = NULL;
+    aol_open_info info;
+    ASSERT_OK(log_open(dir, STRATA_FSYNC_ALWAYS, 1024, &log, &info));
+    uint64_t lsn = 0;
+    for (int i = 0; i < 40; i++) {
+        const char *p = i % 10 == 3 ? ERASE_MARKER : "other data";
+        ASSERT_OK(aol_append(log, AOL_KV_PUT, "t", 1, 1000 + i, p, strlen(p), &lsn));
+        ASSERT_OK(aol_wait(log, lsn)); /* one batch each, so segments rotate */
+    }
+    seg_image imgs[64];
+    size_t n = images_load(dir, imgs, 64);
+    size_t holding = 0;
+    for (size_t k = 0; k < n; k++) {
+        holding += memmem(imgs[k].data, imgs[k].len, ERASE_MARKER, strlen(ERASE_MARKER)) != NULL;
+        free(imgs[k].data);
+    }
+    ASSERT_TRUE(n >= 2 && holding >= 2);
+    uint64_t erased = 0;
+    ASSERT_OK(aol_erase(log, erase_marker, NULL, &erased));
+    ASSERT_EQ(erased, 4);
+    ASSERT_OK(aol_append(log, AOL_KV_PUT, "t", 1, 2000, "after", 5, &lsn));
+    ASSERT_EQ(lsn, 41);
+    aol_close(log);
+    n = images_load(dir, imgs, 64);
+    holding = 0;
+    for (size_t k = 0; k < n; k++) {
+        holding += memmem(imgs[k].data, imgs[k].len, ERASE_MARKER, strlen(ERASE_MARKER)) != NULL;
+        free(imgs[k].data);
+    }
+    ASSERT_EQ(holding, 0);
+    ASSERT_OK(log_open(dir, STRATA_FSYNC_ALWAYS, 1024, &log, &info));
+    ASSERT_EQ(info.last_lsn, 41);
+    aol_close(log);
+    test_rmrf(dir);
+}
+
 /* ---- failure handling -------------------------------------------------- */
 
 /* A write that fails (here: the file size limit) makes the log refuse all
@@ -1141,5 +1285,5 @@ TEST_MAIN(TEST_ENTRY(record_codec), TEST_ENTRY(append_bytes_match_encoder),
           TEST_ENTRY(everysec_thread_syncs), TEST_ENTRY(rotation),
           TEST_ENTRY(truncate_every_offset), TEST_ENTRY(truncate_every_offset_multi_segment),
           TEST_ENTRY(torn_segment_header), TEST_ENTRY(flipped_byte), TEST_ENTRY(lsn_gap),
-          TEST_ENTRY(drop_segments), TEST_ENTRY(write_failure_is_sticky),
+          TEST_ENTRY(drop_segments), TEST_ENTRY(erase_records), TEST_ENTRY(erase_leaves_no_bytes), TEST_ENTRY(write_failure_is_sticky),
           TEST_ENTRY(alloc_failures))

@@ -1,0 +1,89 @@
+/*
+ * crypt.h - encryption at rest (brief §3.2): AES-256-GCM through OpenSSL's
+ * EVP interface (crypt.c) and the keyring of data keys (keyring.c).
+ *
+ * Envelope encryption: a master key (32 bytes, from a key file or the
+ * environment, never stored by us) seals the keyring file; the keyring holds
+ * one random data key per scope: one per user ("u/<tenant>/<user>"), one per
+ * tenant for records no user owns ("t/<tenant>"), one per snapshot
+ * ("snap/<lsn>"). Log records and snapshots are sealed with a data key and
+ * name it by a 32-bit key id. Forgetting a user removes their key from the
+ * keyring (crypto-shredding): every copy of their records, in old segments and
+ * in backups, is then ciphertext nobody can open.
+ *
+ * Sealed blob: nonce (12, random) | ciphertext | tag (16). The caller's
+ * additional authenticated data (a record's header, a file's header) binds
+ * the ciphertext to its place, so moving or altering it is detected.
+ */
+#ifndef STRATA_CRYPT_H
+#define STRATA_CRYPT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/core.h"
+
+#define CRYPT_KEY_BYTES 32
+#define CRYPT_NONCE_BYTES 12
+#define CRYPT_TAG_BYTES 16
+#define CRYPT_OVERHEAD (CRYPT_NONCE_BYTES + CRYPT_TAG_BYTES)
+
+/* Append nonce | AES-256-GCM(pt) | tag to out. */
+int crypt_seal(const uint8_t key[CRYPT_KEY_BYTES], const void *aad, size_t aad_len,
+               const void *pt, size_t pt_len, sbuf *out);
+/* Append the plaintext of a sealed blob to out. STRATA_ECORRUPT when the tag
+ * does not verify (tampered data, wrong key or wrong aad); out is unchanged
+ * then. */
+int crypt_open(const uint8_t key[CRYPT_KEY_BYTES], const void *aad, size_t aad_len,
+               const void *blob, size_t blob_len, sbuf *out);
+/* Cryptographically strong random bytes (RAND_bytes). */
+int crypt_random(void *p, size_t n);
+/* A master key from 64 hex digits (surrounding whitespace allowed), or from a
+ * file holding either 64 hex digits or exactly 32 raw bytes. */
+int crypt_master_from_hex(const char *hex, uint8_t out[CRYPT_KEY_BYTES]);
+int crypt_master_from_file(const char *path, uint8_t out[CRYPT_KEY_BYTES]);
+/* Wipe secrets (not optimised away). */
+void crypt_wipe(void *p, size_t n);
+
+/* ---- keyring (keyring.c) ------------------------------------------------ */
+/*
+ * File <path> (default <data>/keyring), replaced atomically on every change:
+ *
+ *   offset size  field
+ *   0      8     magic "STRATAK1"
+ *   8      4     format version (1)
+ *   12     4     reserved, 0
+ *   16     8     key check: first 8 bytes of SHA-256("strata-master" | master)
+ *   24     ...   sealed (AAD: bytes 0..23) body:
+ *                u32 next_id | u32 n | n x { u32 id | str scope | 32 key }
+ *
+ * The key check tells "wrong master key" apart from "tampered file".
+ */
+typedef struct keyring keyring;
+
+/* Open the keyring at path, creating an empty one when absent. A wrong
+ * master key is STRATA_EINVAL, a damaged file STRATA_ECORRUPT (never a crash). */
+int keyring_open(const char *path, const uint8_t master[CRYPT_KEY_BYTES], keyring **out);
+void keyring_close(keyring *kr);   /* NULL-safe; wipes the keys */
+/* The current data key of scope, created (and persisted) on first use. Thread-safe. */
+int keyring_key_for(keyring *kr, const char *scope, uint32_t *id_out,
+                    uint8_t key[CRYPT_KEY_BYTES]);
+/* The data key with this id: STRATA_ENOTFOUND once shredded (or never made). */
+int keyring_key_get(keyring *kr, uint32_t id, uint8_t key[CRYPT_KEY_BYTES]);
+/* Crypto-shredding: remove every key whose scope equals scope, or starts with
+ * it when prefix is true; persisted before returning. *n_out gets the count. */
+int keyring_shred(keyring *kr, const char *scope, bool prefix, size_t *n_out);
+/* Remove snapshot keys "snap/<lsn>" with lsn < below (their snapshots hold data
+ * that was since forgotten). */
+int keyring_shred_snapshots_below(keyring *kr, uint64_t below, size_t *n_out);
+/* Re-seal the keyring under a new master key (key rotation); the data keys,
+ * and so every file, stay as they are. */
+int keyring_rekey(keyring *kr, const uint8_t new_master[CRYPT_KEY_BYTES]);
+size_t keyring_count(keyring *kr);
+
+/* A keyring from an opened (plaintext) body, not tied to a file: for the
+ * fuzz target of the body parser. STRATA_ECORRUPT on any malformed body. */
+int keyring_from_body(const uint8_t *body, size_t len, keyring **out);
+
+#endif /* STRATA_CRYPT_H */

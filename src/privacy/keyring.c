@@ -1,0 +1,432 @@
+/*
+ * keyring.c - the data keys of encryption at rest, sealed in one file under
+ * the master key (format in crypt.h). Every change (a new key, a shredded
+ * user, a new master key) rewrites the file atomically: temporary file,
+ * fdatasync, rename, directory fsync; so a crash leaves the old or the new
+ * keyring, and a shredded key never comes back.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#include "log/log.h"
+#include "privacy/crypt.h"
+
+#define KEYRING_MAGIC "STRATAK1"
+#define KEYRING_VERSION 1u
+#define KEYRING_HEADER 24
+#define KEYRING_MAX_KEYS (1u << 24)
+#define KEYRING_MAX_BYTES (1u << 30)
+
+typedef struct kr_entry {
+    uint32_t id;
+    char *scope;
+    uint8_t key[CRYPT_KEY_BYTES];
+} kr_entry;
+
+struct keyring {
+    pthread_mutex_t lock;
+    char *path;                      /* NULL: in memory only (fuzzing) */
+    uint8_t master[CRYPT_KEY_BYTES];
+    uint32_t next_id;
+    kr_entry *v;
+    size_t n;
+    size_t cap;
+};
+
+static void master_check(const uint8_t master[CRYPT_KEY_BYTES], uint8_t out[8])
+{
+    uint8_t in[13 + CRYPT_KEY_BYTES];
+    memcpy(in, "strata-master", 13);
+    memcpy(in + 13, master, CRYPT_KEY_BYTES);
+    uint8_t md[32];
+    unsigned mdlen = 0;
+    EVP_Digest(in, sizeof(in), md, &mdlen, EVP_sha256(), NULL);
+    memcpy(out, md, 8);
+    crypt_wipe(in, sizeof(in));
+}
+
+static void entries_free(keyring *kr)
+{
+    for (size_t i = 0; i < kr->n; i++) {
+        strata_free(kr->v[i].scope);
+        crypt_wipe(kr->v[i].key, CRYPT_KEY_BYTES);
+    }
+    strata_free(kr->v);
+    kr->v = NULL;
+    kr->n = 0;
+    kr->cap = 0;
+}
+
+static int entry_push(keyring *kr, uint32_t id, const char *scope, size_t scope_len,
+                      const uint8_t key[CRYPT_KEY_BYTES])
+{
+    if (kr->n == kr->cap) {
+        size_t ncap = kr->cap ? kr->cap * 2 : 16;
+        kr_entry *nv = strata_realloc(kr->v, ncap * sizeof(*nv));
+        if (nv == NULL) {
+            return strata_error(STRATA_ENOMEM, "out of memory in the keyring");
+        }
+        kr->v = nv;
+        kr->cap = ncap;
+    }
+    char *s = strata_strndup(scope, scope_len);
+    if (s == NULL) {
+        return strata_error(STRATA_ENOMEM, "out of memory in the keyring");
+    }
+    kr->v[kr->n].id = id;
+    kr->v[kr->n].scope = s;
+    memcpy(kr->v[kr->n].key, key, CRYPT_KEY_BYTES);
+    kr->n++;
+    return STRATA_OK;
+}
+
+static keyring *keyring_new(void)
+{
+    keyring *kr = strata_calloc(1, sizeof(*kr));
+    if (kr != NULL) {
+        pthread_mutex_init(&kr->lock, NULL);
+        kr->next_id = 1;
+    }
+    return kr;
+}
+
+void keyring_close(keyring *kr)
+{
+    if (kr == NULL) {
+        return;
+    }
+    entries_free(kr);
+    crypt_wipe(kr->master, sizeof(kr->master));
+    strata_free(kr->path);
+    pthread_mutex_destroy(&kr->lock);
+    strata_free(kr);
+}
+
+static int body_parse(keyring *kr, const uint8_t *body, size_t len)
+{
+    wire_reader r;
+    wire_reader_init(&r, body, len);
+    uint32_t next_id = wire_get_u32(&r);
+    uint32_t n = wire_get_u32(&r);
+    if (r.err || n > KEYRING_MAX_KEYS || n > len / (4 + 4 + CRYPT_KEY_BYTES)) {
+        return strata_error(STRATA_ECORRUPT, "keyring: bad key count");
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t id = wire_get_u32(&r);
+        size_t slen = 0;
+        const char *scope = wire_get_bytes(&r, &slen);
+        if (r.err || r.len - r.off < CRYPT_KEY_BYTES || id == 0 || id >= next_id ||
+            slen == 0 || slen > 512 || memchr(scope, '\0', slen) != NULL) {
+            return strata_error(STRATA_ECORRUPT, "keyring: bad entry %u", i);
+        }
+        const uint8_t *key = (const uint8_t *)r.p + r.off;
+        r.off += CRYPT_KEY_BYTES;
+        for (size_t k = 0; k < kr->n; k++) {
+            if (kr->v[k].id == id) {
+                return strata_error(STRATA_ECORRUPT, "keyring: key id %u twice", id);
+            }
+        }
+        int rc = entry_push(kr, id, scope, slen, key);
+        if (rc != STRATA_OK) {
+            return rc;
+        }
+    }
+    if (!wire_done(&r)) {
+        return strata_error(STRATA_ECORRUPT, "keyring: trailing bytes");
+    }
+    kr->next_id = next_id;
+    return STRATA_OK;
+}
+
+int keyring_from_body(const uint8_t *body, size_t len, keyring **out)
+{
+    *out = NULL;
+    keyring *kr = keyring_new();
+    if (kr == NULL) {
+        return STRATA_ENOMEM;
+    }
+    int rc = body_parse(kr, body, len);
+    if (rc != STRATA_OK) {
+        keyring_close(kr);
+        return rc;
+    }
+    *out = kr;
+    return STRATA_OK;
+}
+
+/* Caller holds the lock (or owns kr alone). */
+static int keyring_save(keyring *kr)
+{
+    if (kr->path == NULL) {
+        return STRATA_OK;
+    }
+    sbuf body;
+    sbuf_init(&body, KEYRING_MAX_BYTES);
+    int rc = wire_put_u32(&body, kr->next_id);
+    rc = rc ? rc : wire_put_u32(&body, (uint32_t)kr->n);
+    for (size_t i = 0; rc == STRATA_OK && i < kr->n; i++) {
+        rc = wire_put_u32(&body, kr->v[i].id);
+        rc = rc ? rc : wire_put_str(&body, kr->v[i].scope);
+        rc = rc ? rc : sbuf_append(&body, kr->v[i].key, CRYPT_KEY_BYTES);
+    }
+    uint8_t hdr[KEYRING_HEADER];
+    memset(hdr, 0, sizeof(hdr));
+    memcpy(hdr, KEYRING_MAGIC, 8);
+    wire_le32(hdr + 8, KEYRING_VERSION);
+    master_check(kr->master, hdr + 16);
+    sbuf file;
+    sbuf_init(&file, KEYRING_MAX_BYTES);
+    rc = rc ? rc : sbuf_append(&file, hdr, sizeof(hdr));
+    rc = rc ? rc : crypt_seal(kr->master, hdr, sizeof(hdr), body.data, body.len, &file);
+    if (body.data != NULL) {
+        crypt_wipe(body.data, body.len);
+    }
+    sbuf_free(&body);
+    char tmp[PATH_MAX + 8];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", kr->path);
+    if (rc == STRATA_OK) {
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (fd < 0 || log_write_all(fd, file.data, file.len) != 0 || log_fdatasync(fd) != 0) {
+            rc = log_io_error("cannot write the keyring", tmp);
+        }
+        if (fd >= 0) {
+            close(fd);
+        }
+        if (rc == STRATA_OK && rename(tmp, kr->path) != 0) {
+            rc = log_io_error("cannot replace the keyring", kr->path);
+        }
+        if (rc != STRATA_OK) {
+            unlink(tmp);
+        }
+    }
+    if (rc == STRATA_OK) {
+        char dir[PATH_MAX];
+        snprintf(dir, sizeof(dir), "%s", kr->path);
+        char *slash = strrchr(dir, '/');
+        if (slash != NULL) {
+            *slash = '\0';
+        } else {
+            snprintf(dir, sizeof(dir), ".");
+        }
+        if (log_fsync_dir(dir[0] ? dir : "/") != 0) {
+            rc = log_io_error("cannot fsync", dir);
+        }
+    }
+    sbuf_free(&file);
+    return rc;
+}
+
+int keyring_open(const char *path, const uint8_t master[CRYPT_KEY_BYTES], keyring **out)
+{
+    *out = NULL;
+    keyring *kr = keyring_new();
+    if (kr == NULL || (kr->path = strata_strdup(path)) == NULL) {
+        keyring_close(kr);
+        return STRATA_ENOMEM;
+    }
+    memcpy(kr->master, master, CRYPT_KEY_BYTES);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT) {
+        int rc = keyring_save(kr); /* a new, empty keyring */
+        if (rc != STRATA_OK) {
+            keyring_close(kr);
+            return rc;
+        }
+        *out = kr;
+        return STRATA_OK;
+    }
+    if (fd < 0) {
+        int rc = log_io_error("cannot open the keyring", path);
+        keyring_close(kr);
+        return rc;
+    }
+    struct stat st;
+    int rc = STRATA_OK;
+    uint8_t *img = NULL;
+    if (fstat(fd, &st) != 0) {
+        rc = log_io_error("cannot stat the keyring", path);
+    } else if (st.st_size < KEYRING_HEADER + CRYPT_OVERHEAD || st.st_size > KEYRING_MAX_BYTES) {
+        rc = strata_error(STRATA_ECORRUPT, "keyring %s: bad size %lld", path,
+                          (long long)st.st_size);
+    } else if ((img = strata_malloc((size_t)st.st_size)) == NULL) {
+        rc = STRATA_ENOMEM;
+    } else if (read(fd, img, (size_t)st.st_size) != (ssize_t)st.st_size) {
+        rc = log_io_error("cannot read the keyring", path);
+    }
+    close(fd);
+    size_t len = (size_t)st.st_size;
+    if (rc == STRATA_OK && (memcmp(img, KEYRING_MAGIC, 8) != 0 ||
+                            wire_rd32(img + 8) != KEYRING_VERSION)) {
+        rc = strata_error(STRATA_ECORRUPT, "keyring %s: not a Strata keyring (bad magic)", path);
+    }
+    uint8_t check[8];
+    master_check(master, check);
+    if (rc == STRATA_OK && memcmp(check, img + 16, 8) != 0) {
+        rc = strata_error(STRATA_EINVAL, "keyring %s: the master key does not open it", path);
+    }
+    sbuf body;
+    sbuf_init(&body, KEYRING_MAX_BYTES);
+    if (rc == STRATA_OK) {
+        rc = crypt_open(master, img, KEYRING_HEADER, img + KEYRING_HEADER, len - KEYRING_HEADER,
+                        &body);
+        if (rc == STRATA_ECORRUPT) {
+            rc = strata_error(STRATA_ECORRUPT, "keyring %s: damaged (authentication failed)",
+                              path);
+        }
+    }
+    rc = rc ? rc : body_parse(kr, (const uint8_t *)body.data, body.len);
+    if (body.data != NULL) {
+        crypt_wipe(body.data, body.len);
+    }
+    sbuf_free(&body);
+    strata_free(img);
+    if (rc != STRATA_OK) {
+        keyring_close(kr);
+        return rc;
+    }
+    *out = kr;
+    return STRATA_OK;
+}
+
+int keyring_key_for(keyring *kr, const char *scope, uint32_t *id_out,
+                    uint8_t key[CRYPT_KEY_BYTES])
+{
+    pthread_mutex_lock(&kr->lock);
+    /* The newest key of a scope is the current one. */
+    for (size_t i = kr->n; i-- > 0;) {
+        if (strcmp(kr->v[i].scope, scope) == 0) {
+            *id_out = kr->v[i].id;
+            memcpy(key, kr->v[i].key, CRYPT_KEY_BYTES);
+            pthread_mutex_unlock(&kr->lock);
+            return STRATA_OK;
+        }
+    }
+    uint8_t fresh[CRYPT_KEY_BYTES];
+    int rc = kr->next_id == UINT32_MAX
+                 ? strata_error(STRATA_EBUSY, "keyring: out of key ids")
+                 : crypt_random(fresh, sizeof(fresh));
+    uint32_t id = kr->next_id;
+    rc = rc ? rc : entry_push(kr, id, scope, strlen(scope), fresh);
+    if (rc == STRATA_OK) {
+        kr->next_id++;
+        rc = keyring_save(kr);
+        if (rc != STRATA_OK) {
+            /* not durable: the key must not be used */
+            kr->next_id--;
+            kr->n--;
+            strata_free(kr->v[kr->n].scope);
+            crypt_wipe(kr->v[kr->n].key, CRYPT_KEY_BYTES);
+        }
+    }
+    if (rc == STRATA_OK) {
+        *id_out = id;
+        memcpy(key, fresh, CRYPT_KEY_BYTES);
+    }
+    crypt_wipe(fresh, sizeof(fresh));
+    pthread_mutex_unlock(&kr->lock);
+    return rc;
+}
+
+int keyring_key_get(keyring *kr, uint32_t id, uint8_t key[CRYPT_KEY_BYTES])
+{
+    pthread_mutex_lock(&kr->lock);
+    for (size_t i = 0; i < kr->n; i++) {
+        if (kr->v[i].id == id) {
+            memcpy(key, kr->v[i].key, CRYPT_KEY_BYTES);
+            pthread_mutex_unlock(&kr->lock);
+            return STRATA_OK;
+        }
+    }
+    pthread_mutex_unlock(&kr->lock);
+    return STRATA_ENOTFOUND;
+}
+
+typedef bool (*entry_pred)(const kr_entry *e, const void *arg);
+
+static int shred_where(keyring *kr, entry_pred pred, const void *arg, size_t *n_out)
+{
+    pthread_mutex_lock(&kr->lock);
+    size_t kept = 0;
+    size_t gone = 0;
+    for (size_t i = 0; i < kr->n; i++) {
+        if (pred(&kr->v[i], arg)) {
+            strata_free(kr->v[i].scope);
+            crypt_wipe(kr->v[i].key, CRYPT_KEY_BYTES);
+            gone++;
+        } else {
+            kr->v[kept++] = kr->v[i];
+        }
+    }
+    kr->n = kept;
+    int rc = gone > 0 ? keyring_save(kr) : STRATA_OK;
+    pthread_mutex_unlock(&kr->lock);
+    if (n_out != NULL) {
+        *n_out = gone;
+    }
+    return rc;
+}
+
+typedef struct scope_arg {
+    const char *scope;
+    bool prefix;
+} scope_arg;
+
+static bool scope_matches(const kr_entry *e, const void *arg)
+{
+    const scope_arg *a = arg;
+    return a->prefix ? strncmp(e->scope, a->scope, strlen(a->scope)) == 0
+                     : strcmp(e->scope, a->scope) == 0;
+}
+
+int keyring_shred(keyring *kr, const char *scope, bool prefix, size_t *n_out)
+{
+    scope_arg a = {scope, prefix};
+    return shred_where(kr, scope_matches, &a, n_out);
+}
+
+static bool snapshot_below(const kr_entry *e, const void *arg)
+{
+    uint64_t below = *(const uint64_t *)arg;
+    if (strncmp(e->scope, "snap/", 5) != 0) {
+        return false;
+    }
+    return strtoull(e->scope + 5, NULL, 10) < below;
+}
+
+int keyring_shred_snapshots_below(keyring *kr, uint64_t below, size_t *n_out)
+{
+    return shred_where(kr, snapshot_below, &below, n_out);
+}
+
+int keyring_rekey(keyring *kr, const uint8_t new_master[CRYPT_KEY_BYTES])
+{
+    pthread_mutex_lock(&kr->lock);
+    uint8_t old[CRYPT_KEY_BYTES];
+    memcpy(old, kr->master, sizeof(old));
+    memcpy(kr->master, new_master, CRYPT_KEY_BYTES);
+    int rc = keyring_save(kr);
+    if (rc != STRATA_OK) {
+        memcpy(kr->master, old, sizeof(old)); /* the file still has the old one */
+    }
+    crypt_wipe(old, sizeof(old));
+    pthread_mutex_unlock(&kr->lock);
+    return rc;
+}
+
+size_t keyring_count(keyring *kr)
+{
+    pthread_mutex_lock(&kr->lock);
+    size_t n = kr->n;
+    pthread_mutex_unlock(&kr->lock);
+    return n;
+}
