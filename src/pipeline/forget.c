@@ -517,7 +517,7 @@ void forget_tick(strata_db *db)
 
 /* Steps 3-5 for the AOL_USER_FORGET record at lsn. */
 static int forget_compact(strata_db *db, const char *tenant, const forget_spec *spec,
-                          uint64_t lsn, uint64_t *erased_out)
+                          uint64_t lsn, uint32_t max_key_id, uint64_t *erased_out)
 {
     *erased_out = 0;
     int rc = pending_create(db, lsn);
@@ -550,7 +550,7 @@ static int forget_compact(strata_db *db, const char *tenant, const forget_spec *
     /* Crypto-shredding: copies elsewhere (backups, archived snapshots) of the
      * user's records and of the older snapshots become unreadable. */
     if (rc == STRATA_OK) {
-        rc = db_crypto_forget(db, tenant, spec->user, db->snap_lsn_l2);
+        rc = db_crypto_forget(db, tenant, spec->user, max_key_id, db->snap_lsn_l2);
     }
     bool defer = rc == STRATA_OK && db->cfg.background && replicas_behind(db, lsn) &&
                  db->n_forget_deferred < STRATA_ARRAY_LEN(db->forget_deferred);
@@ -578,6 +578,7 @@ typedef struct forget_call {
     const char *user;
     sbuf *payload;
     forget_spec spec;
+    uint32_t old_key_max;     /* the user's data keys the deletion shreds: ids <= this */
 } forget_call;
 
 /* Runs under write_lock before the record is logged: decide the cascade from
@@ -590,6 +591,8 @@ static int forget_precheck(strata_db *db, void *arg)
     aol_stats st;
     aol_stats_get(db->log, &st);
     int rc = pending_create(db, st.last_lsn + 1);
+    /* Writes of this user id from now on are new data: a new key for them. */
+    rc = rc ? rc : db_crypto_renew_user(db, fc->tenant, fc->user, &fc->old_key_max);
     rc = rc ? rc : collect_sessions(db, fc->tenant, fc->user, &fc->spec.sessions);
     rc = rc ? rc : collect_nodes(db, fc->tenant, fc->user, &fc->spec.nodes);
     rc = rc ? rc : wire_put_str(fc->payload, fc->user);
@@ -621,7 +624,7 @@ int strata_forget_user(strata_db *db, const char *tenant, const char *user_id,
     }
     sbuf payload;
     sbuf_init(&payload, AOL_MAX_PAYLOAD);
-    forget_call fc = {tenant, user_id, &payload, {NULL, {0}, {0}}};
+    forget_call fc = {tenant, user_id, &payload, {NULL, {0}, {0}}, 0};
     fc.spec.user = strata_strdup(user_id);
     uint64_t lsn = 0;
     rc = fc.spec.user ? STRATA_OK : STRATA_ENOMEM;
@@ -629,7 +632,7 @@ int strata_forget_user(strata_db *db, const char *tenant, const char *user_id,
     rc = rc ? rc : db_write(db, AOL_USER_FORGET, tenant, &payload, forget_precheck, &fc, &lsn);
     if (rc == STRATA_OK) {
         *out = db->forget_last; /* set by the apply; forget_lock keeps it ours */
-        rc = forget_compact(db, tenant, &fc.spec, lsn, &out->log);
+        rc = forget_compact(db, tenant, &fc.spec, lsn, fc.old_key_max, &out->log);
     }
     if (rc == STRATA_OK) {
         atomic_fetch_add(&db->users_forgotten, 1);
@@ -697,7 +700,7 @@ int forget_resume(strata_db *db)
             uint64_t erased = 0;
             slog(SLOG_WARN, "finishing an interrupted right-to-be-forgotten (log record %" PRIu64
                             ")", lsn);
-            rc = forget_compact(db, f.tenant, &f.spec, lsn, &erased);
+            rc = forget_compact(db, f.tenant, &f.spec, lsn, UINT32_MAX, &erased);
             forget_spec_free(&f.spec);
         } else {
             /* The record is already erased: only the file was left. */
@@ -724,7 +727,7 @@ int forget_after_apply(strata_db *db, const aol_record *plain)
     tenant[plain->tenant_len] = '\0';
     uint64_t erased = 0;
     pthread_mutex_lock(&db->forget_lock);
-    rc = forget_compact(db, tenant, &f, plain->lsn, &erased);
+    rc = forget_compact(db, tenant, &f, plain->lsn, UINT32_MAX, &erased);
     pthread_mutex_unlock(&db->forget_lock);
     if (rc == STRATA_OK) {
         atomic_fetch_add(&db->users_forgotten, 1);

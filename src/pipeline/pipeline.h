@@ -215,8 +215,14 @@ int db_unseal(strata_db *db, const aol_record *rec, sbuf *scratch, aol_record *o
 int db_seal_snapshot(strata_db *db, const char *tier, uint64_t lsn, const sbuf *image, sbuf *out);
 int db_unseal_snapshot(strata_db *db, const char *tier, uint64_t lsn, const void *body,
                        size_t len, sbuf *out, bool *sealed);
-/* Shred the user's data key and the keys of snapshots older than snap_lsn. */
-int db_crypto_forget(strata_db *db, const char *tenant, const char *user, uint64_t snap_lsn);
+/* A deletion starts: the user's later writes get a new data key; every key
+ * the deletion covers has an id <= *old_max_id. */
+int db_crypto_renew_user(strata_db *db, const char *tenant, const char *user,
+                         uint32_t *old_max_id);
+/* Shred the user's data keys up to max_key_id (UINT32_MAX: all) and the keys
+ * of snapshots older than snap_lsn. */
+int db_crypto_forget(strata_db *db, const char *tenant, const char *user, uint32_t max_key_id,
+                     uint64_t snap_lsn);
 
 /* Right to be forgotten (forget.c). db_apply_forget applies an
  * AOL_USER_FORGET record to the tiers named by `tiers`; forget_resume (at

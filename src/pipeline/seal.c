@@ -306,7 +306,25 @@ int db_unseal_snapshot(strata_db *db, const char *tier, uint64_t lsn, const void
     return rc;
 }
 
-int db_crypto_forget(strata_db *db, const char *tenant, const char *user, uint64_t snap_lsn)
+int db_crypto_renew_user(strata_db *db, const char *tenant, const char *user,
+                         uint32_t *old_max_id)
+{
+    *old_max_id = 0;
+    if (db->keyring == NULL) {
+        return STRATA_OK;
+    }
+    char scope[AOL_MAX_TENANT + STRATA_ID_MAX + 8];
+    snprintf(scope, sizeof(scope), "u/%s/%s", tenant, user);
+    uint32_t id = 0;
+    int rc = keyring_key_renew(db->keyring, scope, &id);
+    if (rc == STRATA_OK) {
+        *old_max_id = id - 1; /* ids only grow: every older key of the scope is below */
+    }
+    return rc;
+}
+
+int db_crypto_forget(strata_db *db, const char *tenant, const char *user, uint32_t max_key_id,
+                     uint64_t snap_lsn)
 {
     if (db->keyring == NULL) {
         return STRATA_OK;
@@ -314,6 +332,7 @@ int db_crypto_forget(strata_db *db, const char *tenant, const char *user, uint64
     char scope[AOL_MAX_TENANT + STRATA_ID_MAX + 8];
     snprintf(scope, sizeof(scope), "u/%s/%s", tenant, user);
     size_t n = 0;
-    int rc = keyring_shred(db->keyring, scope, false, &n);
+    int rc = max_key_id == UINT32_MAX ? keyring_shred(db->keyring, scope, false, &n)
+                                      : keyring_shred_upto(db->keyring, scope, max_key_id, &n);
     return rc ? rc : keyring_shred_snapshots_below(db->keyring, snap_lsn, &n);
 }

@@ -74,6 +74,13 @@ int keyring_key_get(keyring *kr, uint32_t id, uint8_t key[CRYPT_KEY_BYTES]);
 /* Crypto-shredding: remove every key whose scope equals scope, or starts with
  * it when prefix is true; persisted before returning. *n_out gets the count. */
 int keyring_shred(keyring *kr, const char *scope, bool prefix, size_t *n_out);
+/* A new current key for scope even when one exists (older ones stay for
+ * reading): writes after a user's deletion must not share the key shredded
+ * for it. *id_out gets the new key's id. */
+int keyring_key_renew(keyring *kr, const char *scope, uint32_t *id_out);
+/* Remove the keys of scope whose id is <= max_id (crypto-shredding of what a
+ * deletion covered, not of what was written after it). */
+int keyring_shred_upto(keyring *kr, const char *scope, uint32_t max_id, size_t *n_out);
 /* Remove snapshot keys "snap/<lsn>" with lsn < below (their snapshots hold data
  * that was since forgotten). */
 int keyring_shred_snapshots_below(keyring *kr, uint64_t below, size_t *n_out);

@@ -337,6 +337,32 @@ int keyring_key_for(keyring *kr, const char *scope, uint32_t *id_out,
     return rc;
 }
 
+int keyring_key_renew(keyring *kr, const char *scope, uint32_t *id_out)
+{
+    pthread_mutex_lock(&kr->lock);
+    uint8_t fresh[CRYPT_KEY_BYTES];
+    int rc = kr->next_id == UINT32_MAX ? strata_error(STRATA_EBUSY, "keyring: out of key ids")
+                                       : crypt_random(fresh, sizeof(fresh));
+    uint32_t id = kr->next_id;
+    rc = rc ? rc : entry_push(kr, id, scope, strlen(scope), fresh);
+    if (rc == STRATA_OK) {
+        kr->next_id++;
+        rc = keyring_save(kr);
+        if (rc != STRATA_OK) {
+            kr->next_id--;
+            kr->n--;
+            strata_free(kr->v[kr->n].scope);
+            crypt_wipe(kr->v[kr->n].key, CRYPT_KEY_BYTES);
+        }
+    }
+    crypt_wipe(fresh, sizeof(fresh));
+    pthread_mutex_unlock(&kr->lock);
+    if (rc == STRATA_OK) {
+        *id_out = id;
+    }
+    return rc;
+}
+
 int keyring_key_get(keyring *kr, uint32_t id, uint8_t key[CRYPT_KEY_BYTES])
 {
     pthread_mutex_lock(&kr->lock);
@@ -392,6 +418,23 @@ int keyring_shred(keyring *kr, const char *scope, bool prefix, size_t *n_out)
 {
     scope_arg a = {scope, prefix};
     return shred_where(kr, scope_matches, &a, n_out);
+}
+
+typedef struct upto_arg {
+    const char *scope;
+    uint32_t max_id;
+} upto_arg;
+
+static bool scope_upto(const kr_entry *e, const void *arg)
+{
+    const upto_arg *a = arg;
+    return e->id <= a->max_id && strcmp(e->scope, a->scope) == 0;
+}
+
+int keyring_shred_upto(keyring *kr, const char *scope, uint32_t max_id, size_t *n_out)
+{
+    upto_arg a = {scope, max_id};
+    return shred_where(kr, scope_upto, &a, n_out);
 }
 
 static bool snapshot_below(const kr_entry *e, const void *arg)

@@ -140,6 +140,18 @@ TEST(keyring_lifecycle)
     ASSERT_TRUE(a3_id > s_id);
     ASSERT_TRUE(memcmp(got, a, 32) != 0);
 
+    /* a deletion renews the key first and shreds only what it covers */
+    uint32_t renewed = 0;
+    ASSERT_OK(keyring_key_renew(kr, "u/t1/alice", &renewed));
+    ASSERT_TRUE(renewed > a3_id);
+    uint32_t cur = 0;
+    ASSERT_OK(keyring_key_for(kr, "u/t1/alice", &cur, got));
+    ASSERT_EQ(cur, renewed);
+    ASSERT_OK(keyring_shred_upto(kr, "u/t1/alice", renewed - 1, &n));
+    ASSERT_EQ(n, 1);
+    ASSERT_EQ(keyring_key_get(kr, a3_id, got), STRATA_ENOTFOUND);
+    ASSERT_OK(keyring_key_get(kr, renewed, got));
+
     /* master-key rotation: the old key no longer opens it, the new one does */
     uint8_t next[CRYPT_KEY_BYTES];
     ASSERT_OK(crypt_random(next, sizeof(next)));
