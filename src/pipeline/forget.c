@@ -43,6 +43,7 @@
 
 #include "pipeline/pipeline.h"
 #include "pipeline/repl.h"
+#include "pipeline/replay_stream.h"
 
 #define FORGET_MAX_LIST (1u << 20)
 
@@ -474,6 +475,9 @@ static int forget_finish(strata_db *db, const char *tenant, uint64_t lsn)
     c.only_forget_record = true;
     uint64_t n = 0;
     int rc = aol_erase(db->log, erase_pick, &c, &n);
+    if (rc == STRATA_OK && db->replay != NULL) {
+        rc = replay_stream_erase(db->replay, erase_pick, &c, &n);
+    }
     if (rc == STRATA_OK) {
         char path[4200];
         pending_path(db, lsn, path, sizeof(path));
@@ -540,6 +544,14 @@ static int forget_compact(strata_db *db, const char *tenant, const forget_spec *
     rc = rc ? rc : aol_scan_dir(db->log_dir, collect_cb, &c, NULL);
     uint64_t erased = 0;
     rc = rc ? rc : aol_erase(db->log, erase_pick, &c, &erased);
+    /* The optional copy of the log on a Redis Stream holds them too. */
+    if (rc == STRATA_OK && db->replay != NULL) {
+        uint64_t n = 0;
+        rc = replay_stream_erase(db->replay, erase_pick, &c, &n);
+        if (rc != STRATA_OK) {
+            rc = strata_error(rc, "replay stream: %s", strata_errmsg());
+        }
+    }
     /* Every older snapshot holds the user: replace them all. */
     rc = rc ? rc : strata_db_snapshot(db);
     for (size_t i = 0; rc == STRATA_OK && i < STRATA_ARRAY_LEN(SNAP_TIERS); i++) {

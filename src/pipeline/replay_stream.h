@@ -107,6 +107,12 @@ int replay_stream_append(replay_stream *rs, const aol_record *rec);
  * append the caller retried after STRATA_EIO). */
 int replay_stream_scan(const replay_stream_options *o, aol_replay_fn cb, void *ctx);
 
+/* Right to be forgotten: XDEL every entry for which pick() returns true
+ * (read in REPLAY_STREAM_SCAN_BATCH batches on rs's connection). *erased gets
+ * the entries deleted. Entries appended meanwhile may be missed: the caller
+ * picks only records older than its deletion. */
+int replay_stream_erase(replay_stream *rs, aol_erase_fn pick, void *ctx, uint64_t *erased);
+
 /* Decode one XRANGE entry's field/value array (argv/argvlen alternate field
  * names and values, n of them) into rec, borrowing from argv. STRATA_OK or
  * STRATA_ECORRUPT with a message naming id. Exposed for tests and a fuzz

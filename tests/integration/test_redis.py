@@ -187,3 +187,29 @@ def test_redis_tls_wrong_ca_fails_to_start(make_server, redis_tls):
     with pytest.raises(tl.ServerDied):
         half.start()
     assert "need --redis-tls" in half.log_text()
+
+
+def test_forget_reaches_redis(make_server, redis_port):
+    """Right to be forgotten with L1 on Redis and the replay log on a Redis
+    Stream: the user's session keys and their stream entries are gone; the
+    other user's stay."""
+    import uuid
+    srv = make_server(args=["--l1", "redis", "--replay-stream", "redis", "--redis-addr",
+                            "127.0.0.1:%d" % redis_port, "--fsync", "always"])
+    c = srv.client()
+    gone, stays = tl.unique_id("u"), tl.unique_id("u")
+    mk = "zq" + uuid.uuid4().hex[:12]
+    for uid, text in ((gone, "I love %s." % mk), (stays, "I love hiking.")):
+        assert c.add_turn("s-" + uid, uid, text).status == 201
+    r = c.delete("/user/%s/memory" % gone)
+    assert r.status == 200 and r.json()["deleted"]["l1"] == 1, r.body
+    assert c.get_session("s-" + gone).status == 404
+    assert c.get_session("s-" + stays).status == 200
+    cli = shutil.which("redis-cli")
+    dump = subprocess.run([cli, "-p", str(redis_port), "--no-raw", "XRANGE", "strata:replay",
+                           "-", "+"], capture_output=True, text=True, timeout=10).stdout
+    assert "hiking" in dump and mk not in dump, dump[:2000]
+    keys = subprocess.run([cli, "-p", str(redis_port), "KEYS", "*"], capture_output=True,
+                          text=True, timeout=10).stdout
+    assert gone not in keys and stays in keys, keys
+    c.close()
