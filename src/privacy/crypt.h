@@ -48,17 +48,22 @@ void crypt_wipe(void *p, size_t n);
 
 /* ---- keyring (keyring.c) ------------------------------------------------ */
 /*
- * File <path> (default <data>/keyring), replaced atomically on every change:
+ * File <path> (default <data>/keyring):
  *
  *   offset size  field
- *   0      8     magic "STRATAK1"
- *   8      4     format version (1)
+ *   0      8     magic "STRATAK2"
+ *   8      4     format version (2)
  *   12     4     reserved, 0
  *   16     8     key check: first 8 bytes of SHA-256("strata-master" | master)
- *   24     ...   sealed (AAD: bytes 0..23) body:
- *                u32 next_id | u32 n | n x { u32 id | str scope | 32 key }
+ *   24     ...   records, each u32 length L | sealed blob of L bytes
+ *                (AAD: bytes 0..23 and the record's index as u32)
  *
- * The key check tells "wrong master key" apart from "tampered file".
+ *   record 0:    'B' | u32 next_id | u32 n | n x { u32 id | str scope | 32 key }
+ *   record k>0:  'E' | u32 id | str scope | 32 key      (a key added since)
+ *
+ * Adding a key appends one record; removing keys or a new master key
+ * rewrites the file as one 'B' record. The key check tells "wrong master
+ * key" apart from "tampered file".
  */
 typedef struct keyring keyring;
 
@@ -89,8 +94,9 @@ int keyring_shred_snapshots_below(keyring *kr, uint64_t below, size_t *n_out);
 int keyring_rekey(keyring *kr, const uint8_t new_master[CRYPT_KEY_BYTES]);
 size_t keyring_count(keyring *kr);
 
-/* A keyring from an opened (plaintext) body, not tied to a file: for the
- * fuzz target of the body parser. STRATA_ECORRUPT on any malformed body. */
+/* A keyring from records' plaintexts (each u16 length | plaintext), not
+ * tied to a file: the fuzz target of the record parsers. STRATA_ECORRUPT on
+ * anything malformed. */
 int keyring_from_body(const uint8_t *body, size_t len, keyring **out);
 
 #endif /* STRATA_CRYPT_H */

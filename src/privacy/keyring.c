@@ -1,9 +1,14 @@
 /*
  * keyring.c - the data keys of encryption at rest, sealed in one file under
- * the master key (format in crypt.h). Every change (a new key, a shredded
- * user, a new master key) rewrites the file atomically: temporary file,
- * fdatasync, rename, directory fsync; so a crash leaves the old or the new
- * keyring, and a shredded key never comes back.
+ * the master key (format in crypt.h).
+ *
+ * A new key is one sealed record appended and fdatasync'ed (O(1), whatever
+ * the number of users: a million users must not mean a million rewrites of a
+ * growing file). Removing keys (shredding a user) and a new master key
+ * rewrite the whole file atomically: temporary file, fdatasync, rename,
+ * directory fsync; so a crash leaves the old or the new keyring, and a
+ * shredded key never comes back. A torn last record (a crash during an
+ * append, before the key was ever used) is cut off at open.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -21,8 +26,9 @@
 #include "log/log.h"
 #include "privacy/crypt.h"
 
-#define KEYRING_MAGIC "STRATAK1"
-#define KEYRING_VERSION 1u
+#define KEYRING_MAGIC "STRATAK2"
+#define KEYRING_VERSION 2u
+#define KEYRING_REC_MAX (1u << 30)
 #define KEYRING_HEADER 24
 #define KEYRING_MAX_KEYS (1u << 24)
 #define KEYRING_MAX_BYTES (1u << 30)
@@ -38,6 +44,8 @@ struct keyring {
     char *path;                      /* NULL: in memory only (fuzzing) */
     uint8_t master[CRYPT_KEY_BYTES];
     uint32_t next_id;
+    uint32_t n_records;              /* sealed records in the file (their AAD index) */
+    uint64_t file_len;               /* bytes of valid records (appends go here) */
     kr_entry *v;
     size_t n;
     size_t cap;
@@ -148,6 +156,39 @@ static int body_parse(keyring *kr, const uint8_t *body, size_t len)
     return STRATA_OK;
 }
 
+/* An appended record: 'E' | u32 id | str scope | key. */
+static int entry_parse(keyring *kr, const uint8_t *p, size_t len)
+{
+    wire_reader r;
+    wire_reader_init(&r, p, len);
+    uint32_t id = wire_get_u32(&r);
+    size_t slen = 0;
+    const char *scope = wire_get_bytes(&r, &slen);
+    if (r.err || r.len - r.off != CRYPT_KEY_BYTES || id == 0 || id == UINT32_MAX || slen == 0 ||
+        slen > 512 || memchr(scope, '\0', slen) != NULL) {
+        return strata_error(STRATA_ECORRUPT, "keyring: bad key record");
+    }
+    for (size_t k = 0; k < kr->n; k++) {
+        if (kr->v[k].id == id) {
+            return strata_error(STRATA_ECORRUPT, "keyring: key id %u twice", id);
+        }
+    }
+    int rc = entry_push(kr, id, scope, slen, (const uint8_t *)r.p + r.off);
+    if (rc == STRATA_OK && id >= kr->next_id) {
+        kr->next_id = id + 1;
+    }
+    return rc;
+}
+
+/* One record's plaintext: 'B' base (only first) or 'E' appended key. */
+static int record_parse(keyring *kr, uint32_t index, const uint8_t *p, size_t len)
+{
+    if (len == 0 || (index == 0) != (p[0] == 'B') || (p[0] != 'B' && p[0] != 'E')) {
+        return strata_error(STRATA_ECORRUPT, "keyring: record %u has the wrong kind", index);
+    }
+    return p[0] == 'B' ? body_parse(kr, p + 1, len - 1) : entry_parse(kr, p + 1, len - 1);
+}
+
 int keyring_from_body(const uint8_t *body, size_t len, keyring **out)
 {
     *out = NULL;
@@ -155,7 +196,18 @@ int keyring_from_body(const uint8_t *body, size_t len, keyring **out)
     if (kr == NULL) {
         return STRATA_ENOMEM;
     }
-    int rc = body_parse(kr, body, len);
+    /* The fuzz input is a sequence of records' plaintexts: u16 length each. */
+    int rc = STRATA_OK;
+    size_t off = 0;
+    for (uint32_t i = 0; rc == STRATA_OK && off < len; i++) {
+        size_t n = len - off >= 2 ? (size_t)body[off] | (size_t)body[off + 1] << 8 : 0;
+        if (n == 0 || n > len - off - 2) {
+            rc = strata_error(STRATA_ECORRUPT, "keyring: truncated record");
+            break;
+        }
+        rc = record_parse(kr, i, body + off + 2, n);
+        off += 2 + n;
+    }
     if (rc != STRATA_OK) {
         keyring_close(kr);
         return rc;
@@ -164,15 +216,60 @@ int keyring_from_body(const uint8_t *body, size_t len, keyring **out)
     return STRATA_OK;
 }
 
-/* Caller holds the lock (or owns kr alone). */
+static void file_header(const keyring *kr, uint8_t hdr[KEYRING_HEADER])
+{
+    memset(hdr, 0, KEYRING_HEADER);
+    memcpy(hdr, KEYRING_MAGIC, 8);
+    wire_le32(hdr + 8, KEYRING_VERSION);
+    master_check(kr->master, hdr + 16);
+}
+
+/* Append record `index` (u32 length | sealed plaintext) to out; its AAD is the
+ * file header and the index, so records cannot be reordered or moved between
+ * keyrings unnoticed. */
+static int record_seal(const keyring *kr, uint32_t index, const sbuf *plain, sbuf *out)
+{
+    uint8_t aad[KEYRING_HEADER + 4];
+    file_header(kr, aad);
+    wire_le32(aad + KEYRING_HEADER, index);
+    size_t at = out->len;
+    uint8_t len4[4] = {0};
+    int rc = sbuf_append(out, len4, 4);
+    rc = rc ? rc : crypt_seal(kr->master, aad, sizeof(aad), plain->data ? plain->data : "",
+                              plain->len, out);
+    if (rc == STRATA_OK) {
+        wire_le32((uint8_t *)out->data + at, (uint32_t)(out->len - at - 4));
+    }
+    return rc;
+}
+
+static int entry_encode(sbuf *b, uint32_t id, const char *scope, const uint8_t *key)
+{
+    int rc = wire_put_u8(b, 'E');
+    rc = rc ? rc : wire_put_u32(b, id);
+    rc = rc ? rc : wire_put_str(b, scope);
+    return rc ? rc : sbuf_append(b, key, CRYPT_KEY_BYTES);
+}
+
+static void plain_free(sbuf *b)
+{
+    if (b->data != NULL) {
+        crypt_wipe(b->data, b->len);
+    }
+    sbuf_free(b);
+}
+
+/* Rewrite the whole file: header | record 0 = "B" + body (every key).
+ * Caller holds the lock (or owns kr alone). */
 static int keyring_save(keyring *kr)
 {
     if (kr->path == NULL) {
         return STRATA_OK;
     }
     sbuf body;
-    sbuf_init(&body, KEYRING_MAX_BYTES);
-    int rc = wire_put_u32(&body, kr->next_id);
+    sbuf_init(&body, KEYRING_REC_MAX);
+    int rc = wire_put_u8(&body, 'B');
+    rc = rc ? rc : wire_put_u32(&body, kr->next_id);
     rc = rc ? rc : wire_put_u32(&body, (uint32_t)kr->n);
     for (size_t i = 0; rc == STRATA_OK && i < kr->n; i++) {
         rc = wire_put_u32(&body, kr->v[i].id);
@@ -180,18 +277,12 @@ static int keyring_save(keyring *kr)
         rc = rc ? rc : sbuf_append(&body, kr->v[i].key, CRYPT_KEY_BYTES);
     }
     uint8_t hdr[KEYRING_HEADER];
-    memset(hdr, 0, sizeof(hdr));
-    memcpy(hdr, KEYRING_MAGIC, 8);
-    wire_le32(hdr + 8, KEYRING_VERSION);
-    master_check(kr->master, hdr + 16);
+    file_header(kr, hdr);
     sbuf file;
     sbuf_init(&file, KEYRING_MAX_BYTES);
     rc = rc ? rc : sbuf_append(&file, hdr, sizeof(hdr));
-    rc = rc ? rc : crypt_seal(kr->master, hdr, sizeof(hdr), body.data, body.len, &file);
-    if (body.data != NULL) {
-        crypt_wipe(body.data, body.len);
-    }
-    sbuf_free(&body);
+    rc = rc ? rc : record_seal(kr, 0, &body, &file);
+    plain_free(&body);
     char tmp[PATH_MAX + 8];
     snprintf(tmp, sizeof(tmp), "%s.tmp", kr->path);
     if (rc == STRATA_OK) {
@@ -222,7 +313,42 @@ static int keyring_save(keyring *kr)
             rc = log_io_error("cannot fsync", dir);
         }
     }
+    if (rc == STRATA_OK) {
+        kr->n_records = 1;
+        kr->file_len = file.len;
+    }
     sbuf_free(&file);
+    return rc;
+}
+
+/* Append one new key as a sealed record and fdatasync it. Caller holds the lock. */
+static int keyring_append(keyring *kr, uint32_t id, const char *scope, const uint8_t *key)
+{
+    if (kr->path == NULL) {
+        return STRATA_OK;
+    }
+    sbuf plain;
+    sbuf_init(&plain, KEYRING_REC_MAX);
+    sbuf rec;
+    sbuf_init(&rec, KEYRING_REC_MAX);
+    int rc = entry_encode(&plain, id, scope, key);
+    rc = rc ? rc : record_seal(kr, kr->n_records, &plain, &rec);
+    plain_free(&plain);
+    if (rc == STRATA_OK) {
+        int fd = open(kr->path, O_WRONLY | O_CLOEXEC);
+        if (fd < 0 || pwrite(fd, rec.data, rec.len, (off_t)kr->file_len) != (ssize_t)rec.len ||
+            log_fdatasync(fd) != 0) {
+            rc = log_io_error("cannot append to the keyring", kr->path);
+        }
+        if (fd >= 0) {
+            close(fd);
+        }
+    }
+    if (rc == STRATA_OK) {
+        kr->n_records++;
+        kr->file_len += rec.len;
+    }
+    sbuf_free(&rec);
     return rc;
 }
 
@@ -255,7 +381,8 @@ int keyring_open(const char *path, const uint8_t master[CRYPT_KEY_BYTES], keyrin
     uint8_t *img = NULL;
     if (fstat(fd, &st) != 0) {
         rc = log_io_error("cannot stat the keyring", path);
-    } else if (st.st_size < KEYRING_HEADER + CRYPT_OVERHEAD || st.st_size > KEYRING_MAX_BYTES) {
+    } else if (st.st_size < KEYRING_HEADER + 4 + CRYPT_OVERHEAD ||
+               st.st_size > KEYRING_MAX_BYTES) {
         rc = strata_error(STRATA_ECORRUPT, "keyring %s: bad size %lld", path,
                           (long long)st.st_size);
     } else if ((img = strata_malloc((size_t)st.st_size)) == NULL) {
@@ -274,21 +401,48 @@ int keyring_open(const char *path, const uint8_t master[CRYPT_KEY_BYTES], keyrin
     if (rc == STRATA_OK && memcmp(check, img + 16, 8) != 0) {
         rc = strata_error(STRATA_EINVAL, "keyring %s: the master key does not open it", path);
     }
-    sbuf body;
-    sbuf_init(&body, KEYRING_MAX_BYTES);
-    if (rc == STRATA_OK) {
-        rc = crypt_open(master, img, KEYRING_HEADER, img + KEYRING_HEADER, len - KEYRING_HEADER,
-                        &body);
-        if (rc == STRATA_ECORRUPT) {
-            rc = strata_error(STRATA_ECORRUPT, "keyring %s: damaged (authentication failed)",
-                              path);
+    /* Records: a bad one in the middle is damage; a bad or partial last one
+     * is an append a crash cut short (its key never sealed anything). */
+    size_t off = KEYRING_HEADER;
+    uint32_t index = 0;
+    sbuf plain;
+    sbuf_init(&plain, KEYRING_REC_MAX);
+    while (rc == STRATA_OK && off < len) {
+        size_t n = len - off >= 4 ? wire_rd32(img + off) : 0;
+        bool whole = len - off >= 4 && n >= CRYPT_OVERHEAD && n <= len - off - 4;
+        uint8_t aad[KEYRING_HEADER + 4];
+        memcpy(aad, img, KEYRING_HEADER);
+        wire_le32(aad + KEYRING_HEADER, index);
+        sbuf_reset(&plain);
+        int orc = whole ? crypt_open(master, aad, sizeof(aad), img + off + 4, n, &plain)
+                        : STRATA_ECORRUPT;
+        /* Only a short record is torn; a whole one that fails its tag is
+         * damage, which must not silently turn into a shredded key. */
+        if (!whole && index > 0) {
+            slog(SLOG_WARN, "keyring %s: dropping a torn last record (%zu bytes)", path,
+                 len - off);
+            rc = truncate(path, (off_t)off) == 0 ? STRATA_OK
+                                                 : log_io_error("cannot truncate", path);
+            break;
         }
+        if (orc != STRATA_OK) {
+            rc = orc == STRATA_ECORRUPT
+                     ? strata_error(STRATA_ECORRUPT,
+                                    "keyring %s: damaged (authentication failed at record %u)",
+                                    path, index)
+                     : orc;
+            break;
+        }
+        rc = record_parse(kr, index, (const uint8_t *)plain.data, plain.len);
+        off += 4 + n;
+        index++;
     }
-    rc = rc ? rc : body_parse(kr, (const uint8_t *)body.data, body.len);
-    if (body.data != NULL) {
-        crypt_wipe(body.data, body.len);
+    if (rc == STRATA_OK && index == 0) {
+        rc = strata_error(STRATA_ECORRUPT, "keyring %s: no keys record", path);
     }
-    sbuf_free(&body);
+    kr->n_records = index;
+    kr->file_len = off;
+    plain_free(&plain);
     strata_free(img);
     if (rc != STRATA_OK) {
         keyring_close(kr);
@@ -319,7 +473,7 @@ int keyring_key_for(keyring *kr, const char *scope, uint32_t *id_out,
     rc = rc ? rc : entry_push(kr, id, scope, strlen(scope), fresh);
     if (rc == STRATA_OK) {
         kr->next_id++;
-        rc = keyring_save(kr);
+        rc = keyring_append(kr, id, scope, fresh);
         if (rc != STRATA_OK) {
             /* not durable: the key must not be used */
             kr->next_id--;
@@ -347,7 +501,7 @@ int keyring_key_renew(keyring *kr, const char *scope, uint32_t *id_out)
     rc = rc ? rc : entry_push(kr, id, scope, strlen(scope), fresh);
     if (rc == STRATA_OK) {
         kr->next_id++;
-        rc = keyring_save(kr);
+        rc = keyring_append(kr, id, scope, fresh);
         if (rc != STRATA_OK) {
             kr->next_id--;
             kr->n--;

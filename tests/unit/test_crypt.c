@@ -5,6 +5,7 @@
  * shredding that survives a reopen, master-key rotation).
  */
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "privacy/crypt.h"
@@ -185,5 +186,67 @@ TEST(keyring_lifecycle)
     test_rmrf(dir);
 }
 
+/* New keys are appended records: a torn last one is dropped at open, a
+ * damaged earlier one is refused, and a thousand keys cost a thousand small
+ * appends, not a thousand rewrites. */
+TEST(keyring_appends)
+{
+    char *dir = test_tmpdir();
+    char path[512];
+    snprintf(path, sizeof(path), "%s/keyring", dir);
+    uint8_t master[CRYPT_KEY_BYTES];
+    ASSERT_OK(crypt_master_from_hex(HEX, master));
+    keyring *kr = NULL;
+    ASSERT_OK(keyring_open(path, master, &kr));
+    uint32_t id = 0;
+    uint8_t key[32];
+    uint8_t last[32];
+    char scope[64];
+    for (int i = 0; i < 1000; i++) {
+        snprintf(scope, sizeof(scope), "u/t/user-%d", i);
+        ASSERT_OK(keyring_key_for(kr, scope, &id, key));
+    }
+    memcpy(last, key, 32);
+    keyring_close(kr);
+    struct stat st;
+    ASSERT_OK(stat(path, &st));
+    ASSERT_TRUE(st.st_size < 1000 * 120); /* one small record each */
+    ASSERT_OK(keyring_open(path, master, &kr));
+    ASSERT_EQ(keyring_count(kr), 1000);
+    ASSERT_OK(keyring_key_get(kr, id, key));
+    ASSERT_TRUE(memcmp(key, last, 32) == 0);
+    keyring_close(kr);
+    /* a torn last append: dropped, the rest intact, appends continue */
+    ASSERT_OK(truncate(path, st.st_size - 5));
+    ASSERT_OK(keyring_open(path, master, &kr));
+    ASSERT_EQ(keyring_count(kr), 999);
+    ASSERT_EQ(keyring_key_get(kr, id, key), STRATA_ENOTFOUND);
+    uint32_t id2 = 0;
+    ASSERT_OK(keyring_key_for(kr, "u/t/late", &id2, key));
+    keyring_close(kr);
+    ASSERT_OK(keyring_open(path, master, &kr));
+    ASSERT_EQ(keyring_count(kr), 1000);
+    keyring_close(kr);
+    /* a flipped byte in the last (whole) record is damage too, not a tear */
+    ASSERT_OK(stat(path, &st));
+    int fd = open(path, O_RDWR);
+    uint8_t b;
+    ASSERT_EQ(pread(fd, &b, 1, st.st_size - 3), 1);
+    b ^= 0x08;
+    ASSERT_EQ(pwrite(fd, &b, 1, st.st_size - 3), 1);
+    ASSERT_EQ(keyring_open(path, master, &kr), STRATA_ECORRUPT);
+    b ^= 0x08;
+    ASSERT_EQ(pwrite(fd, &b, 1, st.st_size - 3), 1);
+    ASSERT_OK(keyring_open(path, master, &kr));
+    keyring_close(kr);
+    /* a flipped byte in an earlier record: damage, refused */
+    ASSERT_EQ(pread(fd, &b, 1, 500), 1);
+    b ^= 0x08;
+    ASSERT_EQ(pwrite(fd, &b, 1, 500), 1);
+    close(fd);
+    ASSERT_EQ(keyring_open(path, master, &kr), STRATA_ECORRUPT);
+    test_rmrf(dir);
+}
+
 TEST_MAIN(TEST_ENTRY(seal_roundtrip_and_tamper), TEST_ENTRY(master_key_parsing),
-          TEST_ENTRY(keyring_lifecycle))
+          TEST_ENTRY(keyring_lifecycle), TEST_ENTRY(keyring_appends))
