@@ -348,10 +348,28 @@ int cli_cmd_rebuild(int argc, char **argv)
         int cluster = 0;
         for (int i = 1; i < argc; i++) {
             cluster = cluster || strcmp(argv[i], "--redis-cluster") == 0;
+            if (strcmp(argv[i], "--redis-tls") == 0) {
+                setenv("STRATA_REDIS_TLS", "1", 1);
+            }
+        }
+        /* TLS settings travel as the server's environment variables. */
+        static const char *const tls_flags[][2] = {
+            {"--redis-tls-cacert", "STRATA_REDIS_TLS_CACERT"},
+            {"--redis-tls-cert", "STRATA_REDIS_TLS_CERT"},
+            {"--redis-tls-key", "STRATA_REDIS_TLS_KEY"},
+            {"--redis-tls-server-name", "STRATA_REDIS_TLS_SERVER_NAME"},
+        };
+        for (size_t f = 0; f < sizeof(tls_flags) / sizeof(tls_flags[0]); f++) {
+            const char *v = flag_value(argc, argv, 1, tls_flags[f][0]);
+            if (v != NULL) {
+                setenv(tls_flags[f][1], v, 1);
+            }
         }
         if (argc < 3 || dst[0] == '-' || dst == redis) {
             fprintf(stderr, "usage: strata rebuild --from-redis ADDRS [--redis-cluster] "
-                            "[--stream KEY] <new-dir>\n");
+                            "[--stream KEY] [--redis-tls [--redis-tls-cacert PEM] "
+                            "[--redis-tls-cert PEM --redis-tls-key PEM] "
+                            "[--redis-tls-server-name N]] <new-dir>\n");
             return 2;
         }
         uint64_t n = 0;

@@ -22,6 +22,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "l1/redis_tls.h"
 #include "pipeline/pipeline.h"
 #include "pipeline/repl.h"
 #include "pipeline/replay_stream.h"
@@ -486,6 +487,16 @@ int strata_rebuild_from_stream(const char *addrs, int cluster, const char *key,
     o.cluster = cluster != 0;
     if (key != NULL) {
         o.key = key;
+    }
+    /* TLS to Redis: the server's settings, read from the same environment
+     * variables (the CLI's --redis-tls* flags set them). */
+    redis_tls_options tls = {getenv("STRATA_REDIS_TLS_CACERT"), getenv("STRATA_REDIS_TLS_CERT"),
+                             getenv("STRATA_REDIS_TLS_KEY"),
+                             getenv("STRATA_REDIS_TLS_SERVER_NAME")};
+    const char *tls_on = getenv("STRATA_REDIS_TLS");
+    if (tls_on != NULL && (strcmp(tls_on, "1") == 0 || strcmp(tls_on, "true") == 0 ||
+                           strcmp(tls_on, "yes") == 0 || strcmp(tls_on, "on") == 0)) {
+        o.tls = &tls;
     }
     stream_scan s;
     memset(&s, 0, sizeof(s));

@@ -166,6 +166,19 @@ def test_l1_and_replay_stream_over_tls(make_server, redis_tls):
     s = c.get_session(sid).json()
     assert s["state"]["turn_count"] == 25 and s["state"]["current_stage"] == "checkout"
     c.close()
+    # strata rebuild reads the replay stream over TLS too (and not without it).
+    dst = tempfile.mkdtemp(prefix="strata-rebuild-tls-")
+    shutil.rmtree(dst)
+    out = subprocess.run([CLI, "rebuild", "--from-redis", redis_tls["addr"], "--redis-tls",
+                          "--redis-tls-cacert", redis_tls["ca"], dst],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "records replayed" in out.stdout
+    shutil.rmtree(dst, ignore_errors=True)
+    out = subprocess.run([CLI, "rebuild", "--from-redis", redis_tls["addr"], dst],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0
+    shutil.rmtree(dst, ignore_errors=True)
 
 
 def test_redis_tls_wrong_ca_fails_to_start(make_server, redis_tls):
