@@ -331,3 +331,26 @@ def test_scheduled_snapshots_are_archived_and_pruned(make_server):
     # each archived set is stamped with the log position it covers
     lsns = sorted({int(f.split("-")[1].split(".")[0]) for f in files if f.startswith("kv-")})
     assert lsns[0] < lsns[1] <= tl.metric_sum(samples, "strata_log_last_lsn")
+
+
+def test_backup_on_the_default_no_auth_server(make_server, tmp_path):
+    """The embedded default (no admin key, no API keys, loopback only): the
+    operator's backup works without a key, as every other route does; managing
+    tenants' keys still needs an admin key."""
+    srv = make_server()
+    c = srv.client()
+    assert c.add_turn("s1", "u1", "I love jazz").status == 201
+    c.close()
+    dst = str(tmp_path / "bk")
+    out = subprocess.run([tl.STRATA_CLI, "--url", srv.url, "backup", dst],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    restored = str(tmp_path / "restored")
+    out = subprocess.run([tl.STRATA_CLI, "restore", dst, restored],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    again = make_server(data_dir=restored)
+    c = again.client()
+    assert c.get_session("s1").json()["buffer"][0]["content"] == "I love jazz"
+    assert c.get("/v1/admin/tenants/acme/keys").status == 403
+    c.close()
