@@ -77,9 +77,10 @@ def test_tenants_are_isolated(authed):
         users.append(uid)
         nodes.append("n-%d" % i)
     probes = 0
-    for _ in range(1000):
+    job_a = c.post("/v1/sessions/%s/end" % sessions[0], headers=hdr(ka)).json()["job_id"]
+    for _ in range(2000):
         i = rnd.randrange(20)
-        kind = rnd.randrange(10)
+        kind = rnd.randrange(16)
         h = hdr(kb)
         if kind == 0:
             r = c.get("/v1/sessions/%s" % sessions[i], headers=h)
@@ -112,12 +113,30 @@ def test_tenants_are_isolated(authed):
         elif kind == 9:
             r = c.get("/v1/graph/subgraph?center=%s&depth=1" % nodes[i], headers=h)
             assert r.status == 404, r.body
+        elif kind == 10:
+            assert c.get("/v1/jobs/%s" % job_a, headers=h).status == 404
+        elif kind == 11:
+            uid, mid = mems[i]
+            assert c.delete("/v1/users/%s/memories/%s" % (uid, mid), headers=h).status == 404
+        elif kind == 12:
+            assert c.delete("/v1/graph/nodes/%s" % nodes[i], headers=h).status == 404
+        elif kind == 13:
+            r = c.put("/v1/graph/edges", {"from": nodes[i], "to": nodes[(i + 1) % 20],
+                                          "type": "RELATED_TO"}, headers=h)
+            assert r.status in (404, 422), r.body
+        elif kind == 14:
+            r = c.post("/v1/sessions/%s/context" % sessions[i], {"query": "secret"}, headers=h)
+            assert r.status in (200, 404), r.body
+            assert "secret" not in r.body.decode()
+        elif kind == 15:
+            r = c.post("/v1/users/%s/clarifications/1" % users[i], {"choose": "old"}, headers=h)
+            assert r.status == 404, r.body
         else:
             # Writing the same session id in B creates B's own session, not A's.
             r = c.add_turn(sessions[i], "intruder", "probe", headers=h)
             assert r.status == 201
         probes += 1
-    assert probes == 1000
+    assert probes == 2000
     # A still sees exactly its own data.
     s = c.get("/v1/sessions/s-0", headers=hdr(ka)).json()
     assert s["user_id"] == "u-0" and all("probe" not in t["content"] for t in s["buffer"])
