@@ -36,6 +36,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -424,6 +425,17 @@ static int pending_create(strata_db *db, uint64_t lsn)
                                             : log_io_error("cannot fsync", db->data_dir);
 }
 
+/* Crash tests: STRATA_FAILPOINT=<name> makes the process die here, as a
+ * power cut would, so a test can check the next start finishes the work. */
+static void failpoint(const char *name)
+{
+    const char *fp = getenv("STRATA_FAILPOINT");
+    if (fp != NULL && strcmp(fp, name) == 0) {
+        slog(SLOG_WARN, "failpoint %s: exiting", name);
+        _exit(99);
+    }
+}
+
 /* ---- replicas --------------------------------------------------------------- */
 
 #define REPLICA_FRESH_MS 30000     /* a replica polled this recently is attached */
@@ -552,6 +564,7 @@ static int forget_compact(strata_db *db, const char *tenant, const forget_spec *
             rc = strata_error(rc, "replay stream: %s", strata_errmsg());
         }
     }
+    failpoint("forget-after-erase");
     /* Every older snapshot holds the user: replace them all. */
     rc = rc ? rc : strata_db_snapshot(db);
     for (size_t i = 0; rc == STRATA_OK && i < STRATA_ARRAY_LEN(SNAP_TIERS); i++) {
@@ -663,19 +676,24 @@ int strata_forget_user(strata_db *db, const char *tenant, const char *user_id,
 /* ---- recovery -------------------------------------------------------------- */
 
 typedef struct find_ctx {
+    strata_db *db;
     uint64_t lsn;
     bool found;
     char tenant[AOL_MAX_TENANT + 1];
     forget_spec spec;
 } find_ctx;
 
-static int find_cb(void *ctx, const aol_record *rec)
+static int find_cb(void *ctx, const aol_record *sealed)
 {
     find_ctx *f = ctx;
-    if (rec->lsn != f->lsn) {
+    if (sealed->lsn != f->lsn) {
         return 0;
     }
-    if (rec->type == AOL_USER_FORGET) {
+    sbuf scratch;
+    sbuf_init(&scratch, AOL_MAX_PAYLOAD);
+    aol_record plain;
+    const aol_record *rec = &plain;
+    if (sealed->type == AOL_USER_FORGET && db_unseal(f->db, sealed, &scratch, &plain) == STRATA_OK) {
         wire_reader r;
         wire_reader_init(&r, rec->payload, rec->payload_len);
         if (spec_decode(&r, &f->spec) == STRATA_OK) {
@@ -684,6 +702,7 @@ static int find_cb(void *ctx, const aol_record *rec)
             f->found = true;
         }
     }
+    sbuf_free(&scratch);
     return 1; /* stop: found the LSN */
 }
 
@@ -702,6 +721,7 @@ int forget_resume(strata_db *db)
         }
         find_ctx f;
         memset(&f, 0, sizeof(f));
+        f.db = db;
         f.lsn = lsn;
         int s = aol_scan_dir(db->log_dir, find_cb, &f, NULL);
         if (s < 0 && s != 1) {

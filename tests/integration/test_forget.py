@@ -275,3 +275,40 @@ def test_forget_under_load_then_sigkill_keeps_every_other_write(make_server):
     assert r.json()["state"]["turn_count"] >= len(acked)
     assert r.json()["buffer"][-1]["content"] == "turn %d" % acked[-1] or \
         r.json()["state"]["turn_count"] == len(acked) + 1
+
+
+def test_forget_interrupted_by_a_crash_is_finished_at_the_next_start(make_server):
+    """The process dies after the log is compacted but before the snapshots
+    are replaced (a failpoint), so older snapshots still hold the user: the
+    next start must finish the deletion (plain and encrypted)."""
+    for env in ({}, {"STRATA_MASTER_KEY": os.urandom(32).hex()}):
+        srv = make_server(args=["--fsync", "always"],
+                          env=dict(env, STRATA_FAILPOINT="forget-after-erase"))
+        c = srv.client()
+        uid, other = tl.unique_id("u"), tl.unique_id("u")
+        mk = marker()
+        for u, text in ((uid, "my note %s" % mk), (other, "my note for later")):
+            r = c.post("/v1/users/%s/memories" % u, {"memory_type": "fact", "content": text,
+                                                    "importance": 0.5})
+            assert r.status == 201
+        c.close()
+        srv.restart()  # snapshots that hold the user
+        c = srv.client()
+        try:
+            c.delete("/user/%s/memory" % uid)
+        except Exception:
+            pass  # the server dies mid-request
+        srv.proc.wait(timeout=20)
+        assert srv.proc.returncode == 99, srv.log_tail()
+        srv.exit_codes.append(99)
+        assert any(n.startswith("forget-") for n in os.listdir(srv.data_dir))
+        srv.extra_env.pop("STRATA_FAILPOINT")
+        srv.start()
+        assert "finishing an interrupted right-to-be-forgotten" in srv.log_text()
+        c = srv.client()
+        assert memories(c, uid, query="note") == []
+        assert [x["content"] for x in memories(c, other, query="note")] == ["my note for later"]
+        c.close()
+        srv.stop()
+        assert not any(n.startswith("forget-") for n in os.listdir(srv.data_dir))
+        assert files_with(srv.data_dir, [mk, uid]) == []
