@@ -29,9 +29,11 @@ DEST_ROOT="${1:-$ROOT/models}"
 DEST="$DEST_ROOT/$MODEL"
 
 # Paths relative to the model directory, as listed in models.sha256.
+# tokenizer.json is not read by the C embedder: Hugging Face's tokenizer runs
+# it in the independent reference test (tests/integration/test_minilm_reference.py).
 FILES=(model.safetensors vocab.txt config.json tokenizer_config.json
        special_tokens_map.json sentence_bert_config.json modules.json
-       1_Pooling/config.json README.md)
+       1_Pooling/config.json README.md tokenizer.json)
 
 # verify DIR: 0 when every file of models.sha256 is present in DIR and matches.
 verify() {

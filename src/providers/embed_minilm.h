@@ -24,7 +24,9 @@
  * STRATA_ENOTFOUND-style errno codes for missing files, STRATA_ECORRUPT for
  * a file of the wrong shape, STRATA_ENOMEM; detail in strata_errmsg(). The
  * weights file is mapped read-only; the encoder's matrices are repacked on
- * the heap (about 42 MB). dim = 384, model = "all-MiniLM-L6-v2". Env
+ * the heap (about 42 MB); each call in progress uses a ~14.5 MB scratch
+ * block, kept for later calls (at most 4 idle per handle). dim = 384,
+ * model = "all-MiniLM-L6-v2". Env
  * STRATA_SGEMM=portable|avx2 forces a slower matrix kernel (tests, benches).
  * Free with embedder_free. */
 int embedder_minilm_create(const char *model_dir, int max_len, embedder **out);

@@ -1,6 +1,7 @@
 /*
  * sgemm.h - single-precision matrix products for the neural embedder:
- * C = A . B (+ bias) (+ C), with B pre-packed into 16-column panels.
+ * C = A . B (+ bias) (+ C), optionally through GELU, with B pre-packed into
+ * 16-column panels (or, for a B used once, read in place: sgemm_run_rows).
  *
  *   packed B, N rounded up to 16 (zero columns), K rows per panel:
  *     panel p = columns [16p, 16p + 16):  Bp[p * K * 16 + k * 16 + j] = B[k][16p + j]
@@ -47,5 +48,19 @@ void sgemm_pack(size_t K, size_t N, const float *B, size_t ldb, bool trans, floa
  * same K and N. */
 void sgemm_run(sgemm_isa isa, size_t M, size_t N, size_t K, const float *A, size_t lda,
                const float *Bp, float *C, size_t ldc, const float *bias, bool accumulate);
+
+/* C = GELU(A . Bp + bias) (bias may be NULL), GELU being nn_gelu's (erf
+ * form), applied to each tile in registers before its store: the product
+ * is never written and read back unactivated. */
+void sgemm_run_gelu(sgemm_isa isa, size_t M, size_t N, size_t K, const float *A, size_t lda,
+                    const float *Bp, float *C, size_t ldc, const float *bias);
+
+/* C[M x N] = A[M x K] . B[K x N] with B unpacked, row-major, row stride
+ * ldb, and N a multiple of SGEMM_PANEL (every row's 16-column groups are
+ * read whole): for a B used once, where packing would cost as much as the
+ * product (attention's P . V over one head's 32 columns of V). Same
+ * per-element order of operations as sgemm_run. */
+void sgemm_run_rows(sgemm_isa isa, size_t M, size_t N, size_t K, const float *A, size_t lda,
+                    const float *B, size_t ldb, float *C, size_t ldc);
 
 #endif /* STRATA_PROVIDERS_SGEMM_H */

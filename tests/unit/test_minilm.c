@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "providers/embed_minilm.h"
+#include "providers/nn_ops.h"
 #include "providers/safetensors.h"
 #include "providers/sgemm.h"
 #include "providers/wordpiece.h"
@@ -148,6 +149,158 @@ TEST(sgemm_matches_reference)
             free(C0);
             free(P);
             free(Pt);
+        }
+    }
+}
+
+/* sgemm_run_rows (B unpacked) and sgemm_run_gelu (GELU fused into the store)
+ * give the same bits as sgemm_run on packed B, and sgemm_run + nn_gelu. */
+TEST(sgemm_rows_and_gelu_match)
+{
+    static const size_t sizes[][3] = {{1, 16, 1}, {5, 16, 7}, {9, 32, 33}, {20, 48, 300},
+                                      {13, 1536 / 16 * 16, 24}};
+    sgemm_isa best = sgemm_isa_detect();
+    for (int isa = SGEMM_PORTABLE; isa <= (int)best; isa++) {
+        for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++) {
+            size_t M = sizes[s][0], N = sizes[s][1], K = sizes[s][2];
+            size_t ldb = N + 5;
+            float *A = malloc(M * K * sizeof(float));
+            float *B = malloc(K * ldb * sizeof(float));
+            float *bias = malloc(N * sizeof(float));
+            float *C1 = malloc(M * N * sizeof(float));
+            float *C2 = malloc(M * N * sizeof(float));
+            float *P = malloc(sgemm_packed_floats(K, N) * sizeof(float));
+            for (size_t i = 0; i < M * K; i++) {
+                A[i] = frand();
+            }
+            for (size_t i = 0; i < K * ldb; i++) {
+                B[i] = frand();
+            }
+            for (size_t n = 0; n < N; n++) {
+                bias[n] = frand();
+            }
+            sgemm_pack(K, N, B, ldb, false, P);
+            sgemm_run((sgemm_isa)isa, M, N, K, A, K, P, C1, N, NULL, false);
+            sgemm_run_rows((sgemm_isa)isa, M, N, K, A, K, B, ldb, C2, N);
+            ASSERT_TRUE(memcmp(C1, C2, M * N * sizeof(float)) == 0);
+            sgemm_run((sgemm_isa)isa, M, N, K, A, K, P, C1, N, bias, false);
+            nn_gelu((sgemm_isa)isa, C1, M * N);
+            sgemm_run_gelu((sgemm_isa)isa, M, N, K, A, K, P, C2, N, bias);
+            ASSERT_TRUE(memcmp(C1, C2, M * N * sizeof(float)) == 0);
+            free(A);
+            free(B);
+            free(bias);
+            free(C1);
+            free(C2);
+            free(P);
+        }
+    }
+}
+
+/* ---- nn_ops ----------------------------------------------------------------------- */
+
+TEST(nn_exp_erfc_accuracy)
+{
+    /* erfc's error is relative to the rounding of its exponent -z^2 + P(t),
+     * which grows with z^2: worst_erfc is scaled by 1 / (1 + z^2) */
+    double worst_exp = 0.0, worst_erfc = 0.0;
+    for (int i = 0; i <= 200000; i++) {
+        float x = -87.0f + 175.0f * (float)i / 200000.0f;
+        double ref = exp((double)x);
+        double rel = fabs((double)nn_expf(x) - ref) / ref;
+        worst_exp = rel > worst_exp ? rel : worst_exp;
+        float z = 9.0f * (float)i / 200000.0f;
+        ref = erfc((double)z);
+        rel = fabs((double)nn_erfcf(z) - ref) / ref / (1.0 + (double)z * z);
+        worst_erfc = rel > worst_erfc ? rel : worst_erfc;
+    }
+    printf("  worst relative error: exp %.2e, erfc %.2e (per 1 + z^2)\n", worst_exp, worst_erfc);
+    ASSERT_TRUE(worst_exp < 3e-7);
+    ASSERT_TRUE(worst_erfc < 5e-7);     /* 1.2e-7 of the fit plus float rounding */
+    /* far below the clamp: tiny, finite, not negative */
+    ASSERT_TRUE(nn_expf(-1000.0f) >= 0.0f && nn_expf(-1000.0f) < 1e-37f);
+}
+
+TEST(nn_ops_match_reference)
+{
+    sgemm_isa best = sgemm_isa_detect();
+    for (int isa = SGEMM_PORTABLE; isa <= (int)best; isa++) {
+        /* GELU: every tail length, then a sweep with the extremes */
+        float x[2100];
+        size_t n = 0;
+        for (; n < 2000; n++) {
+            x[n] = -10.0f + 20.0f * (float)n / 2000.0f;
+        }
+        const float special[] = {0.0f, -0.0f, 1e-8f, -1e-8f, 30.0f, -30.0f, 3.0e5f, -3.0e5f};
+        for (size_t i = 0; i < sizeof(special) / sizeof(special[0]); i++) {
+            x[n++] = special[i];
+        }
+        for (size_t len = 1; len <= n; len = len < 40 ? len + 1 : (len < n ? n : n + 1)) {
+            float y[2100];
+            memcpy(y, x, len * sizeof(float));
+            nn_gelu((sgemm_isa)isa, y, len);
+            for (size_t i = 0; i < len; i++) {
+                double ref = 0.5 * x[i] * erfc(-(double)x[i] / sqrt(2.0));
+                double tol = 3e-7 * (fabs((double)x[i]) > 1.0 ? fabs((double)x[i]) : 1.0);
+                ASSERT_NEAR(y[i], ref, tol);
+            }
+        }
+        /* softmax over rows of 1..40 columns, with a row stride */
+        for (size_t cols = 1; cols <= 40; cols++) {
+            float s[3 * 48];
+            for (size_t i = 0; i < 3 * 48; i++) {
+                s[i] = 8.0f * frand();
+            }
+            float orig[3 * 48];
+            memcpy(orig, s, sizeof(s));
+            nn_softmax((sgemm_isa)isa, s, 3, cols, 48, 0.25f);
+            for (size_t r = 0; r < 3; r++) {
+                double mx = -1e30, sum = 0.0;
+                for (size_t j = 0; j < cols; j++) {
+                    mx = orig[r * 48 + j] > mx ? orig[r * 48 + j] : mx;
+                }
+                for (size_t j = 0; j < cols; j++) {
+                    sum += exp(0.25 * (orig[r * 48 + j] - mx));
+                }
+                for (size_t j = 0; j < cols; j++) {
+                    ASSERT_NEAR(s[r * 48 + j], exp(0.25 * (orig[r * 48 + j] - mx)) / sum, 1e-6);
+                }
+                for (size_t j = cols; j < 48; j++) {    /* past the row: untouched */
+                    ASSERT_TRUE(s[r * 48 + j] == orig[r * 48 + j]);
+                }
+            }
+        }
+        /* LayerNorm over rows of several widths */
+        static const size_t widths[] = {1, 7, 16, 33, 384};
+        for (size_t w = 0; w < sizeof(widths) / sizeof(widths[0]); w++) {
+            size_t len = widths[w], ld = len + 3;
+            float v[2 * 387], orig[2 * 387], g[384], b[384];
+            for (size_t i = 0; i < 2 * ld; i++) {
+                v[i] = orig[i] = 3.0f * frand() + 1.0f;
+            }
+            for (size_t i = 0; i < len; i++) {
+                g[i] = frand();
+                b[i] = frand();
+            }
+            nn_layernorm((sgemm_isa)isa, v, 2, len, ld, g, b, 1e-12f);
+            for (size_t r = 0; r < 2; r++) {
+                double mean = 0.0, var = 0.0;
+                for (size_t i = 0; i < len; i++) {
+                    mean += orig[r * ld + i];
+                }
+                mean /= (double)len;
+                for (size_t i = 0; i < len; i++) {
+                    var += (orig[r * ld + i] - mean) * (orig[r * ld + i] - mean);
+                }
+                var /= (double)len;
+                for (size_t i = 0; i < len; i++) {
+                    double ref = (orig[r * ld + i] - mean) / sqrt(var + 1e-12) * g[i] + b[i];
+                    ASSERT_NEAR(v[r * ld + i], ref, 1e-5);
+                }
+                for (size_t i = len; i < ld; i++) {
+                    ASSERT_TRUE(v[r * ld + i] == orig[r * ld + i]);
+                }
+            }
         }
     }
 }
@@ -536,7 +689,9 @@ TEST(minilm_kernels_agree)
     embedder_free(p);
 }
 
-TEST_MAIN(TEST_ENTRY(sgemm_matches_reference), TEST_ENTRY(safetensors_valid),
+TEST_MAIN(TEST_ENTRY(sgemm_matches_reference), TEST_ENTRY(sgemm_rows_and_gelu_match),
+          TEST_ENTRY(nn_exp_erfc_accuracy), TEST_ENTRY(nn_ops_match_reference),
+          TEST_ENTRY(safetensors_valid),
           TEST_ENTRY(safetensors_rejects_hostile), TEST_ENTRY(safetensors_open_file),
           TEST_ENTRY(wordpiece_basic), TEST_ENTRY(wordpiece_real_vocab),
           TEST_ENTRY(minilm_create_errors), TEST_ENTRY(minilm_documented_similarities),
