@@ -64,6 +64,7 @@
 #include <openssl/x509v3.h>
 
 #include "core/core.h"
+#include "core/sock_bio.h"
 #include "l1/redis_tls.h"
 
 #define RELAY_BUF 16384                 /* one TLS record's worth each way */
@@ -93,42 +94,6 @@ struct redis_tls_conn {
     unsigned char down[RELAY_BUF];
 };
 
-/* ---- socket BIO ---------------------------------------------------------- */
-
-static int bio_fd(BIO *b)
-{
-    return (int)(intptr_t)BIO_get_data(b);
-}
-
-static int bio_sock_read(BIO *b, char *buf, int len)
-{
-    BIO_clear_retry_flags(b);
-    ssize_t n = recv(bio_fd(b), buf, (size_t)len, 0);
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
-        BIO_set_retry_read(b);
-    }
-    return (int)n;
-}
-
-static int bio_sock_write(BIO *b, const char *buf, int len)
-{
-    BIO_clear_retry_flags(b);
-    ssize_t n = send(bio_fd(b), buf, (size_t)len, MSG_NOSIGNAL);
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
-        BIO_set_retry_write(b);
-    }
-    return (int)n;
-}
-
-/* Writes are unbuffered, so FLUSH is all there is; anything else is "not
- * supported", which OpenSSL handles. */
-static long bio_sock_ctrl(BIO *b, int cmd, long num, void *ptr)
-{
-    (void)b;
-    (void)num;
-    (void)ptr;
-    return cmd == BIO_CTRL_FLUSH ? 1 : 0;
-}
 
 /* ---- errors -------------------------------------------------------------- */
 
@@ -306,12 +271,9 @@ int redis_tls_create(const redis_tls_options *o, redis_tls **out)
     }
     ERR_clear_error();
     t->ctx = SSL_CTX_new(TLS_client_method());
-    t->bio_method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "strata redis");
+    t->bio_method = sock_bio_method(); /* process-wide, not freed */
     int rc = STRATA_OK;
-    if (t->ctx == NULL || t->bio_method == NULL ||
-        BIO_meth_set_read(t->bio_method, bio_sock_read) != 1 ||
-        BIO_meth_set_write(t->bio_method, bio_sock_write) != 1 ||
-        BIO_meth_set_ctrl(t->bio_method, bio_sock_ctrl) != 1) {
+    if (t->ctx == NULL || t->bio_method == NULL) {
         rc = strata_error(STRATA_ENOMEM, "redis TLS setup failed: %s", ossl_reason());
     } else if (set(o->server_name) &&
                (t->server_name = strata_strdup(o->server_name)) == NULL) {
@@ -334,7 +296,6 @@ void redis_tls_free(redis_tls *t)
         return;
     }
     SSL_CTX_free(t->ctx);
-    BIO_meth_free(t->bio_method);
     strata_free(t->server_name);
     strata_free(t);
 }
@@ -759,14 +720,12 @@ int redis_tls_connect(redis_tls *t, const char *host, int port, int timeout_ms,
     }
     ERR_clear_error();
     c->ssl = SSL_new(t->ctx);
-    BIO *bio = BIO_new(t->bio_method);
+    BIO *bio = sock_bio_new(c->tcp_fd);
     if (c->ssl == NULL || bio == NULL) {
         BIO_free(bio);
         rc = strata_error(STRATA_ENOMEM, "out of memory connecting to redis");
         goto fail;
     }
-    BIO_set_data(bio, (void *)(intptr_t)c->tcp_fd);
-    BIO_set_init(bio, 1);
     SSL_set_bio(c->ssl, bio, bio); /* the SSL owns the BIO */
     SSL_set_connect_state(c->ssl);
     const char *name = t->server_name != NULL ? t->server_name : host;

@@ -1562,17 +1562,8 @@ int aol_erase(aol *log, aol_erase_fn erase, void *ctx, uint64_t *erased)
      * queue in `pending` and their waiters wait. */
     pthread_mutex_lock(&log->drop_lock);
     pthread_mutex_lock(&log->lock);
-    while (log->flushing) {
-        pthread_cond_wait(&log->flushed, &log->lock);
-    }
-    if (log->failed) {
-        int rc = aol_failed_error(log);
-        pthread_mutex_unlock(&log->lock);
-        pthread_mutex_unlock(&log->drop_lock);
-        return rc;
-    }
-    if (log->pending.len > 0) {
-        flush_locked(log, true);
+    /* Everything queued goes to the files first (and is synced). */
+    for (;;) {
         while (log->flushing) {
             pthread_cond_wait(&log->flushed, &log->lock);
         }
@@ -1582,6 +1573,10 @@ int aol_erase(aol *log, aol_erase_fn erase, void *ctx, uint64_t *erased)
             pthread_mutex_unlock(&log->drop_lock);
             return rc;
         }
+        if (log->pending.len == 0) {
+            break;
+        }
+        flush_locked(log, true);
     }
     log->flushing = true;
     size_t n = log->n_segs;

@@ -326,16 +326,6 @@ static bool record_is_theirs(erase_ctx *c, const aol_record *rec)
     case AOL_JOB_DONE:
     case AOL_JOB_FAILED:
         return dict_get(c->jobs, a, an) != NULL;
-    case AOL_DIRTY_ADD:
-    case AOL_DIRTY_CLEAR:
-    case AOL_MEM_ADD:
-    case AOL_MEM_DELETE:
-    case AOL_PROFILE_SET:
-    case AOL_PROFILE_CLARIFY:
-    case AOL_PROFILE_RESOLVE:
-    case AOL_DISTILL_APPLY:
-    case AOL_USER_FORGET:
-        return span_is(a, an, user);
     case AOL_GRAPH_NODE_PUT:
     case AOL_GRAPH_NODE_DELETE:
         return span_in(&c->spec->nodes, a, an);
@@ -346,7 +336,7 @@ static bool record_is_theirs(erase_ctx *c, const aol_record *rec)
         return span_in(&c->spec->nodes, a, an) || (!r.err && span_in(&c->spec->nodes, b, bn));
     }
     default:
-        return false;
+        return db_type_user_first(rec->type) && span_is(a, an, user);
     }
 }
 

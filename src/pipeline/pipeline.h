@@ -208,6 +208,9 @@ int db_append_raw(strata_db *db, const aol_record *rec);
  * write_lock). db_unseal: a plaintext view of rec (payload in scratch);
  * STRATA_ENOTFOUND when its key was shredded (skip the record). */
 int db_crypto_open(strata_db *db, const strata_config *cfg);
+/* Record types whose payload starts with the user id (str user | ...): what
+ * sealing (whose key) and forgetting (whose record) both need to know. */
+bool db_type_user_first(uint8_t type);
 void db_crypto_close(strata_db *db);
 int db_seal_append(strata_db *db, uint8_t type, const char *tenant, size_t tenant_len,
                    int64_t ts_ms, const void *payload, size_t len, uint64_t *lsn_out);

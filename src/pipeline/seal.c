@@ -60,6 +60,24 @@ void db_crypto_close(strata_db *db)
     db->keyring = NULL;
 }
 
+bool db_type_user_first(uint8_t type)
+{
+    switch (type) {
+    case AOL_DIRTY_ADD:
+    case AOL_DIRTY_CLEAR:
+    case AOL_MEM_ADD:
+    case AOL_MEM_DELETE:
+    case AOL_PROFILE_SET:
+    case AOL_PROFILE_CLARIFY:
+    case AOL_PROFILE_RESOLVE:
+    case AOL_DISTILL_APPLY:
+    case AOL_USER_FORGET:
+        return true;
+    default:
+        return false;
+    }
+}
+
 /* The user a record is about ("" when none). Caller holds write_lock (session
  * and job lookups read the current state). */
 static void record_owner(strata_db *db, uint8_t type, const char *tenant, const uint8_t *p,
@@ -107,18 +125,6 @@ static void record_owner(strata_db *db, uint8_t type, const char *tenant, const 
             jobs_owner(db->jobs, id, user);
         }
         return;
-    case AOL_DIRTY_ADD:
-    case AOL_DIRTY_CLEAR:
-    case AOL_MEM_ADD:
-    case AOL_MEM_DELETE:
-    case AOL_PROFILE_SET:
-    case AOL_PROFILE_CLARIFY:
-    case AOL_PROFILE_RESOLVE:
-    case AOL_DISTILL_APPLY:
-    case AOL_USER_FORGET:
-        u = a;
-        un = an;
-        break;
     case AOL_GRAPH_NODE_PUT:
     case AOL_GRAPH_NODE_DELETE:
     case AOL_GRAPH_EDGE_PUT:
@@ -129,7 +135,12 @@ static void record_owner(strata_db *db, uint8_t type, const char *tenant, const 
         }
         break;
     default:
-        return;
+        if (!db_type_user_first(type)) {
+            return;
+        }
+        u = a;
+        un = an;
+        break;
     }
     if (session[0] != '\0') {
         strata_session *s = NULL;

@@ -452,23 +452,13 @@ int keyring_open(const char *path, const uint8_t master[CRYPT_KEY_BYTES], keyrin
     return STRATA_OK;
 }
 
-int keyring_key_for(keyring *kr, const char *scope, uint32_t *id_out,
-                    uint8_t key[CRYPT_KEY_BYTES])
+/* Make, persist and return a new key for scope. Caller holds the lock. */
+static int key_create(keyring *kr, const char *scope, uint32_t *id_out,
+                      uint8_t key[CRYPT_KEY_BYTES])
 {
-    pthread_mutex_lock(&kr->lock);
-    /* The newest key of a scope is the current one. */
-    for (size_t i = kr->n; i-- > 0;) {
-        if (strcmp(kr->v[i].scope, scope) == 0) {
-            *id_out = kr->v[i].id;
-            memcpy(key, kr->v[i].key, CRYPT_KEY_BYTES);
-            pthread_mutex_unlock(&kr->lock);
-            return STRATA_OK;
-        }
-    }
     uint8_t fresh[CRYPT_KEY_BYTES];
-    int rc = kr->next_id == UINT32_MAX
-                 ? strata_error(STRATA_EBUSY, "keyring: out of key ids")
-                 : crypt_random(fresh, sizeof(fresh));
+    int rc = kr->next_id == UINT32_MAX ? strata_error(STRATA_EBUSY, "keyring: out of key ids")
+                                       : crypt_random(fresh, sizeof(fresh));
     uint32_t id = kr->next_id;
     rc = rc ? rc : entry_push(kr, id, scope, strlen(scope), fresh);
     if (rc == STRATA_OK) {
@@ -484,9 +474,28 @@ int keyring_key_for(keyring *kr, const char *scope, uint32_t *id_out,
     }
     if (rc == STRATA_OK) {
         *id_out = id;
-        memcpy(key, fresh, CRYPT_KEY_BYTES);
+        if (key != NULL) {
+            memcpy(key, fresh, CRYPT_KEY_BYTES);
+        }
     }
     crypt_wipe(fresh, sizeof(fresh));
+    return rc;
+}
+
+int keyring_key_for(keyring *kr, const char *scope, uint32_t *id_out,
+                    uint8_t key[CRYPT_KEY_BYTES])
+{
+    pthread_mutex_lock(&kr->lock);
+    /* The newest key of a scope is the current one. */
+    for (size_t i = kr->n; i-- > 0;) {
+        if (strcmp(kr->v[i].scope, scope) == 0) {
+            *id_out = kr->v[i].id;
+            memcpy(key, kr->v[i].key, CRYPT_KEY_BYTES);
+            pthread_mutex_unlock(&kr->lock);
+            return STRATA_OK;
+        }
+    }
+    int rc = key_create(kr, scope, id_out, key);
     pthread_mutex_unlock(&kr->lock);
     return rc;
 }
@@ -494,26 +503,8 @@ int keyring_key_for(keyring *kr, const char *scope, uint32_t *id_out,
 int keyring_key_renew(keyring *kr, const char *scope, uint32_t *id_out)
 {
     pthread_mutex_lock(&kr->lock);
-    uint8_t fresh[CRYPT_KEY_BYTES];
-    int rc = kr->next_id == UINT32_MAX ? strata_error(STRATA_EBUSY, "keyring: out of key ids")
-                                       : crypt_random(fresh, sizeof(fresh));
-    uint32_t id = kr->next_id;
-    rc = rc ? rc : entry_push(kr, id, scope, strlen(scope), fresh);
-    if (rc == STRATA_OK) {
-        kr->next_id++;
-        rc = keyring_append(kr, id, scope, fresh);
-        if (rc != STRATA_OK) {
-            kr->next_id--;
-            kr->n--;
-            strata_free(kr->v[kr->n].scope);
-            crypt_wipe(kr->v[kr->n].key, CRYPT_KEY_BYTES);
-        }
-    }
-    crypt_wipe(fresh, sizeof(fresh));
+    int rc = key_create(kr, scope, id_out, NULL);
     pthread_mutex_unlock(&kr->lock);
-    if (rc == STRATA_OK) {
-        *id_out = id;
-    }
     return rc;
 }
 

@@ -39,6 +39,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "core/sock_bio.h"
 #include "server/tls.h"
 
 struct tls_ctx {
@@ -54,58 +55,6 @@ struct tls_conn {
 
 #define TLS12_CIPHERS "ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL:!eNULL"
 #define TLS13_SUITES "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
-
-/* ---- socket BIO ------------------------------------------------------- */
-
-static int bio_fd(BIO *b)
-{
-    return (int)(intptr_t)BIO_get_data(b);
-}
-
-static int bio_sock_read(BIO *b, char *buf, int len)
-{
-    BIO_clear_retry_flags(b);
-    ssize_t n = recv(bio_fd(b), buf, (size_t)len, 0);
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
-        BIO_set_retry_read(b);
-    }
-    return (int)n;
-}
-
-static int bio_sock_write(BIO *b, const char *buf, int len)
-{
-    BIO_clear_retry_flags(b);
-    ssize_t n = send(bio_fd(b), buf, (size_t)len, MSG_NOSIGNAL);
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
-        BIO_set_retry_write(b);
-    }
-    return (int)n;
-}
-
-/* Only FLUSH matters to the SSL layer (writes are unbuffered here); every
- * other control is "not supported", which OpenSSL treats as such. */
-static long bio_sock_ctrl(BIO *b, int cmd, long num, void *ptr)
-{
-    (void)b;
-    (void)num;
-    (void)ptr;
-    return cmd == BIO_CTRL_FLUSH ? 1 : 0;
-}
-
-static BIO_METHOD *bio_method_create(void)
-{
-    BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK,
-                                 "strata socket");
-    if (m == NULL) {
-        return NULL;
-    }
-    if (BIO_meth_set_read(m, bio_sock_read) != 1 || BIO_meth_set_write(m, bio_sock_write) != 1
-        || BIO_meth_set_ctrl(m, bio_sock_ctrl) != 1) {
-        BIO_meth_free(m);
-        return NULL;
-    }
-    return m;
-}
 
 /* ---- context ---------------------------------------------------------- */
 
@@ -233,7 +182,7 @@ int tls_ctx_create(const tls_options *opt, tls_ctx **out)
     t->min_version = opt->min_version == 12 ? TLS1_2_VERSION : TLS1_3_VERSION;
     ERR_clear_error();
     t->ctx = SSL_CTX_new(TLS_server_method());
-    t->bio_method = bio_method_create();
+    t->bio_method = sock_bio_method(); /* process-wide, not freed */
     int rc = STRATA_OK;
     if (t->ctx == NULL || t->bio_method == NULL) {
         rc = strata_error(STRATA_ENOMEM, "TLS setup failed: %s", ossl_reason());
@@ -255,7 +204,6 @@ void tls_ctx_free(tls_ctx *t)
         return;
     }
     SSL_CTX_free(t->ctx);
-    BIO_meth_free(t->bio_method);
     strata_free(t);
 }
 
@@ -275,15 +223,13 @@ int tls_conn_create(tls_ctx *t, int fd, tls_conn **out)
     }
     ERR_clear_error();
     c->ssl = SSL_new(t->ctx);
-    BIO *bio = BIO_new(t->bio_method);
+    BIO *bio = sock_bio_new(fd);
     if (c->ssl == NULL || bio == NULL) {
         BIO_free(bio);
         tls_conn_free(c);
         ERR_clear_error();
         return STRATA_ENOMEM;
     }
-    BIO_set_data(bio, (void *)(intptr_t)fd);
-    BIO_set_init(bio, 1);
     SSL_set_bio(c->ssl, bio, bio);   /* the SSL owns the one reference */
     SSL_set_accept_state(c->ssl);
     *out = c;
