@@ -4,6 +4,7 @@
  * (so a created or renamed file survives a crash), and the I/O error mapping
  * the log contract names (always STRATA_EIO, or ENOMEM).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -81,4 +82,22 @@ int log_fsync_dir(const char *dir)
     int rc = fsync(fd) == 0 ? STRATA_OK : log_io_error("cannot fsync directory", dir);
     close(fd);
     return rc;
+}
+
+bool log_dir_empty_or_absent(const char *path)
+{
+    DIR *d = opendir(path);
+    if (d == NULL) {
+        return errno == ENOENT;
+    }
+    struct dirent *e;
+    bool empty = true;
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
+            empty = false;
+            break;
+        }
+    }
+    closedir(d);
+    return empty;
 }

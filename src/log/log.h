@@ -211,6 +211,8 @@ int log_fdatasync(int fd);
 int log_mkdir_p(const char *dir);
 /* fsync a directory so entries created or renamed in it are durable. */
 int log_fsync_dir(const char *dir);
+/* True when dir does not exist or holds no entry (a restore or backup target). */
+bool log_dir_empty_or_absent(const char *dir);
 
 /* ---- snapshots (snap.c) ------------------------------------------------ */
 /*

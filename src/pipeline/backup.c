@@ -294,24 +294,6 @@ int backup_manifest_parse(const char *text, size_t len, backup_manifest *out)
 
 /* ---- file helpers --------------------------------------------------------------- */
 
-static bool dir_empty_or_absent(const char *path)
-{
-    DIR *d = opendir(path);
-    if (d == NULL) {
-        return errno == ENOENT;
-    }
-    struct dirent *e;
-    bool empty = true;
-    while ((e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
-            empty = false;
-            break;
-        }
-    }
-    closedir(d);
-    return empty;
-}
-
 static int write_all_fd(int fd, const void *p, size_t n, const char *path)
 {
     return log_write_all(fd, p, n) == 0 ? STRATA_OK : log_io_error("cannot write", path);
@@ -635,7 +617,7 @@ int backup_create(strata_db *db, const char *dir, backup_manifest *out)
     if (strlen(dir) > 3000) {
         return strata_error(STRATA_EINVAL, "the backup directory's path is too long");
     }
-    if (!dir_empty_or_absent(dir)) {
+    if (!log_dir_empty_or_absent(dir)) {
         return strata_error(STRATA_EEXIST, "%s exists and is not empty", dir);
     }
     char sub[PATH_CAP];

@@ -192,24 +192,6 @@ static int copy_file(const char *src, const char *dst)
     return rc;
 }
 
-static bool dir_is_empty_or_absent(const char *path)
-{
-    DIR *d = opendir(path);
-    if (d == NULL) {
-        return errno == ENOENT;
-    }
-    struct dirent *e;
-    bool empty = true;
-    while ((e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
-            empty = false;
-            break;
-        }
-    }
-    closedir(d);
-    return empty;
-}
-
 static int restore_impl2(const char *src_dir, const char *dst_dir, int64_t at_s,
                          const strata_config *embed_cfg, strata_progress_fn progress,
                          void *progress_ctx, uint32_t buffer_turns, uint32_t consolidate_every,
@@ -236,7 +218,7 @@ static int restore_impl2(const char *src_dir, const char *dst_dir, int64_t at_s,
     if (src_dir == NULL || dst_dir == NULL || at_s < 0) {
         return strata_error(STRATA_EINVAL, "restore needs a source, a target and a time");
     }
-    if (!dir_is_empty_or_absent(dst_dir)) {
+    if (!log_dir_empty_or_absent(dst_dir)) {
         return strata_error(STRATA_EEXIST, "%s exists and is not empty", dst_dir);
     }
     char log_dir[4096];
@@ -474,7 +456,7 @@ int strata_rebuild_from_stream(const char *addrs, int cluster, const char *key,
     if (addrs == NULL || dst_dir == NULL) {
         return strata_error(STRATA_EINVAL, "rebuild needs stream addresses and a target");
     }
-    if (!dir_is_empty_or_absent(dst_dir)) {
+    if (!log_dir_empty_or_absent(dst_dir)) {
         return strata_error(STRATA_EEXIST, "%s exists and is not empty", dst_dir);
     }
     char *copy = strata_strdup(addrs);
