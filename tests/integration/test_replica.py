@@ -409,9 +409,12 @@ def test_forget_reaches_the_replica_and_its_files(make_server):
             hits = []
             for root, _, names in os.walk(srv.data_dir):
                 for n in names:
-                    with open(os.path.join(root, n), "rb") as f:
-                        if mk.encode() in f.read():
-                            hits.append(os.path.join(root, n))
+                    try:
+                        with open(os.path.join(root, n), "rb") as f:
+                            if mk.encode() in f.read():
+                                hits.append(os.path.join(root, n))
+                    except OSError:
+                        pass  # a temporary file renamed meanwhile (a snapshot being written)
             if not hits or time.monotonic() > deadline:
                 break
             time.sleep(0.1)
