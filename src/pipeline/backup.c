@@ -37,6 +37,7 @@
 #include "log/ship.h"
 #include "pipeline/pipeline.h"
 #include "pipeline/repl.h"
+#include "privacy/crypt.h"
 
 #define PATH_CAP 4400
 #define DIR_CAP 4096              /* a directory; a file in it fits PATH_CAP */
@@ -948,23 +949,19 @@ static unsigned g_cursor_turn;
 /* A replica of an encrypted primary would need every data key, including
  * those created after it started (keyring shipping is not built): records it
  * cannot open would be skipped as shredded, silently. Refuse instead. */
-static int repl_refuse_encrypted(strata_db *db)
+int repl_keyring_image(strata_db *db, sbuf *out)
 {
-    return db->keyring != NULL
-               ? strata_error(STRATA_EUNSUPPORTED,
-                              "replication of an encrypted data directory is not supported "
-                              "(the replica would need the primary's data keys)")
-               : STRATA_OK;
+    if (db->keyring == NULL) {
+        return strata_error(STRATA_ENOTFOUND, "encryption at rest is off on this server");
+    }
+    /* Sealed under the master key: only a replica holding that key opens it. */
+    return keyring_image(db->keyring, out);
 }
 
 int repl_log_read(strata_db *db, uint64_t after, size_t max_bytes, int wait_ms, sbuf *out,
                   repl_log_info *info)
 {
     memset(info, 0, sizeof(*info));
-    int erc = repl_refuse_encrypted(db);
-    if (erc != STRATA_OK) {
-        return erc;
-    }
     uint64_t deadline = clock_mono_ns() + (uint64_t)(wait_ms > 0 ? wait_ms : 0) * 1000000ull;
     for (;;) {
         aol_stats st;
@@ -1011,8 +1008,7 @@ int repl_log_read(strata_db *db, uint64_t after, size_t max_bytes, int wait_ms, 
 int repl_snapshot_export(strata_db *db, backup_manifest *out)
 {
     memset(out, 0, sizeof(*out));
-    int rc = repl_refuse_encrypted(db);
-    rc = rc ? rc : strata_db_snapshot(db);
+    int rc = strata_db_snapshot(db);
     if (rc != STRATA_OK) {
         return rc;
     }

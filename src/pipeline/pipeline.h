@@ -211,6 +211,9 @@ int db_crypto_open(strata_db *db, const strata_config *cfg);
 /* Record types whose payload starts with the user id (str user | ...): what
  * sealing (whose key) and forgetting (whose record) both need to know. */
 bool db_type_user_first(uint8_t type);
+/* A sealed record under a key this keyring has not seen yet (a replica must
+ * fetch the primary's keyring before applying it). */
+bool db_record_key_unknown(strata_db *db, const aol_record *rec);
 void db_crypto_close(strata_db *db);
 int db_seal_append(strata_db *db, uint8_t type, const char *tenant, size_t tenant_len,
                    int64_t ts_ms, const void *payload, size_t len, uint64_t *lsn_out);

@@ -107,6 +107,9 @@ int db_archive_drop(strata_db *db);
  * (it asked for the records after it); a right-to-be-forgotten waits for
  * attached replicas to pass its record before erasing it. */
 void forget_note_replica(strata_db *db, uint64_t id, uint64_t after);
+/* Primary: the sealed keyring file (encryption at rest), for replicas that
+ * hold the same master key. STRATA_ENOTFOUND when encryption is off. */
+int repl_keyring_image(strata_db *db, sbuf *out);
 
 typedef struct snapshot_stats {
     uint64_t last_lsn;               /* newest snapshot set written by this process */
@@ -180,6 +183,10 @@ int replica_create(const replica_options *o, replica **out);
  * differ from the given ones: replay would diverge. */
 int replica_bootstrap(replica *r, const char *data_dir, uint32_t buffer_turns,
                       uint32_t consolidate_every, int timeout_ms);
+/* Encrypted primary: copy its sealed keyring to path (the replica must be
+ * started with the same master key). STRATA_ENOTFOUND when the primary does
+ * not encrypt. */
+int replica_fetch_keyring(replica *r, const char *path);
 /* Start following into db (opened with cfg.replica = 1). */
 int replica_start(replica *r, strata_db *db);
 /* Stop following (idempotent, thread-safe) and make db a writable primary. */

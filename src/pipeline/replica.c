@@ -361,6 +361,94 @@ int replica_apply_batch(strata_db *db, const uint8_t *buf, size_t len, uint64_t 
     return rc;
 }
 
+/* ---- keys of an encrypted primary ---------------------------------------------------- */
+
+/* The primary's sealed keyring into res->body: STRATA_OK, STRATA_ENOTFOUND
+ * (encryption off there), or an error. */
+static int fetch_keyring(replica *r, CURL *h, http_res *res)
+{
+    CURLcode cc = r_get(r, h, "/v1/admin/replication/keyring", 1u << 30, res);
+    if (cc != CURLE_OK) {
+        return strata_error(STRATA_EIO, "primary unreachable: %s", res->err);
+    }
+    if (res->status == 404) {
+        return STRATA_ENOTFOUND;
+    }
+    if (res->status != 200) {
+        char detail[300];
+        error_detail(res, detail, sizeof(detail));
+        return strata_error(STRATA_EPROTO, "keyring: %s", detail);
+    }
+    return STRATA_OK;
+}
+
+int replica_fetch_keyring(replica *r, const char *path)
+{
+    CURL *h = curl_easy_init();
+    if (h == NULL) {
+        return strata_error(STRATA_EIO, "cannot initialise libcurl");
+    }
+    http_res res;
+    memset(&res, 0, sizeof(res));
+    sbuf_init(&res.body, 1u << 30);
+    int rc = fetch_keyring(r, h, &res);
+    if (rc == STRATA_OK) {
+        char tmp[PATH_CAP];
+        snprintf(tmp, sizeof(tmp), "%s.new", path);
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (fd < 0 || log_write_all(fd, res.body.data, res.body.len) != 0 ||
+            log_fdatasync(fd) != 0) {
+            rc = strata_error_errno("cannot write", tmp);
+        }
+        if (fd >= 0) {
+            close(fd);
+        }
+        if (rc == STRATA_OK && rename(tmp, path) != 0) {
+            rc = strata_error_errno("cannot replace", path);
+        }
+    }
+    sbuf_free(&res.body);
+    curl_easy_cleanup(h);
+    return rc;
+}
+
+typedef struct key_scan {
+    strata_db *db;
+    bool unknown;
+} key_scan;
+
+static int key_scan_cb(void *ctx, const aol_record *rec)
+{
+    key_scan *k = ctx;
+    k->unknown |= db_record_key_unknown(k->db, rec);
+    return STRATA_OK;
+}
+
+/* A batch sealed under keys made on the primary since our last copy of its
+ * keyring: fetch it again before applying. */
+static int keys_for_batch(replica *r, CURL *h, const uint8_t *buf, size_t len)
+{
+    if (r->db->keyring == NULL) {
+        return STRATA_OK;
+    }
+    aol_stats st;
+    aol_stats_get(r->db->log, &st);
+    key_scan k = {r->db, false};
+    int rc = ship_parse(buf, len, st.last_lsn, key_scan_cb, &k);
+    if (rc != STRATA_OK || !k.unknown) {
+        return rc;
+    }
+    http_res res;
+    memset(&res, 0, sizeof(res));
+    sbuf_init(&res.body, 1u << 30);
+    rc = fetch_keyring(r, h, &res);
+    if (rc == STRATA_OK) {
+        rc = keyring_replace(r->db->keyring, res.body.data, res.body.len);
+    }
+    sbuf_free(&res.body);
+    return rc;
+}
+
 /* ---- the follower -------------------------------------------------------------------- */
 
 static void *follow_main(void *arg)
@@ -425,8 +513,10 @@ static void *follow_main(void *arg)
         } else {
             uint64_t applied = 0;
             uint64_t last = 0;
-            int rc = replica_apply_batch(r->db, (const uint8_t *)res.body.data, res.body.len,
-                                         &applied, &last);
+            int rc = keys_for_batch(r, h, (const uint8_t *)res.body.data, res.body.len);
+            rc = rc ? rc
+                    : replica_apply_batch(r->db, (const uint8_t *)res.body.data, res.body.len,
+                                          &applied, &last);
             if (rc != STRATA_OK) {
                 r_error(r, rc == STRATA_EPROTO ? &r->st.err_protocol : &r->st.err_apply,
                         rc == STRATA_EPROTO ? "bad batch" : "cannot apply", strata_errmsg());

@@ -347,3 +347,11 @@ int db_crypto_forget(strata_db *db, const char *tenant, const char *user, uint32
                                       : keyring_shred_upto(db->keyring, scope, max_key_id, &n);
     return rc ? rc : keyring_shred_snapshots_below(db->keyring, snap_lsn, &n);
 }
+
+bool db_record_key_unknown(strata_db *db, const aol_record *rec)
+{
+    if (db->keyring == NULL || !(rec->flags & AOL_FLAG_SEALED) || rec->payload_len < 4) {
+        return false;
+    }
+    return wire_rd32(rec->payload) >= keyring_next_id(db->keyring);
+}

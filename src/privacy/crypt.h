@@ -93,6 +93,14 @@ int keyring_shred_snapshots_below(keyring *kr, uint64_t below, size_t *n_out);
  * and so every file, stay as they are. */
 int keyring_rekey(keyring *kr, const uint8_t new_master[CRYPT_KEY_BYTES]);
 size_t keyring_count(keyring *kr);
+/* Replication of an encrypted primary: the keyring file as it is (sealed
+ * under the master key, so it may travel), appended to out... */
+int keyring_image(keyring *kr, sbuf *out);
+/* ...and, on the replica (same master key), that image replacing its own:
+ * checked to open first, then renamed into place and loaded. */
+int keyring_replace(keyring *kr, const void *img, size_t len);
+/* Ids below this exist or were shredded; at or above, not made yet. */
+uint32_t keyring_next_id(keyring *kr);
 
 /* A keyring from records' plaintexts (each u16 length | plaintext), not
  * tied to a file: the fuzz target of the record parsers. STRATA_ECORRUPT on

@@ -618,3 +618,77 @@ size_t keyring_count(keyring *kr)
     pthread_mutex_unlock(&kr->lock);
     return n;
 }
+
+int keyring_image(keyring *kr, sbuf *out)
+{
+    pthread_mutex_lock(&kr->lock); /* no append half written while we read */
+    int rc = STRATA_OK;
+    int fd = kr->path ? open(kr->path, O_RDONLY | O_CLOEXEC) : -1;
+    if (fd < 0) {
+        rc = log_io_error("cannot open the keyring", kr->path ? kr->path : "(memory)");
+    }
+    char buf[65536];
+    for (ssize_t n = 1; rc == STRATA_OK && n > 0;) {
+        n = read(fd, buf, sizeof(buf));
+        if (n < 0) {
+            rc = log_io_error("cannot read the keyring", kr->path);
+        } else if (n > 0) {
+            rc = sbuf_append(out, buf, (size_t)n);
+        }
+    }
+    if (fd >= 0) {
+        close(fd);
+    }
+    pthread_mutex_unlock(&kr->lock);
+    return rc;
+}
+
+int keyring_replace(keyring *kr, const void *img, size_t len)
+{
+    if (kr->path == NULL) {
+        return strata_error(STRATA_EINVAL, "keyring: not backed by a file");
+    }
+    char tmp[PATH_MAX + 8];
+    snprintf(tmp, sizeof(tmp), "%s.new", kr->path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    int rc = STRATA_OK;
+    if (fd < 0 || log_write_all(fd, img, len) != 0 || log_fdatasync(fd) != 0) {
+        rc = log_io_error("cannot write", tmp);
+    }
+    if (fd >= 0) {
+        close(fd);
+    }
+    /* Parse it before trusting it: the same master key must open it. */
+    keyring *fresh = NULL;
+    rc = rc ? rc : keyring_open(tmp, kr->master, &fresh);
+    pthread_mutex_lock(&kr->lock);
+    if (rc == STRATA_OK && rename(tmp, kr->path) != 0) {
+        rc = log_io_error("cannot replace the keyring", kr->path);
+    }
+    if (rc == STRATA_OK) {
+        entries_free(kr);
+        kr->v = fresh->v;
+        kr->n = fresh->n;
+        kr->cap = fresh->cap;
+        kr->next_id = fresh->next_id;
+        kr->n_records = fresh->n_records;
+        kr->file_len = fresh->file_len;
+        fresh->v = NULL;
+        fresh->n = 0;
+        fresh->cap = 0;
+    }
+    pthread_mutex_unlock(&kr->lock);
+    keyring_close(fresh);
+    if (rc != STRATA_OK) {
+        unlink(tmp);
+    }
+    return rc;
+}
+
+uint32_t keyring_next_id(keyring *kr)
+{
+    pthread_mutex_lock(&kr->lock);
+    uint32_t n = kr->next_id;
+    pthread_mutex_unlock(&kr->lock);
+    return n;
+}

@@ -15,7 +15,9 @@
  * locked during the copy), which is what an operator's occasional backup
  * needs; the CLI waits with a long timeout.
  */
+#include <errno.h>
 #include <inttypes.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -191,6 +193,19 @@ void h_repl_snapshot(req_ctx *c)
     backup_manifest_free(&m);
 }
 
+/* The sealed keyring of an encrypted primary: a replica started with the same
+ * master key opens it; to anybody else it is ciphertext. */
+void h_repl_keyring(req_ctx *c)
+{
+    int rc = repl_keyring_image(c->a->db, &c->resp->body);
+    if (rc != STRATA_OK) {
+        sbuf_reset(&c->resp->body);
+        respond_strata_error(c->resp, rc);
+        return;
+    }
+    c->resp->content_type = "application/octet-stream";
+}
+
 void h_repl_file(req_ctx *c)
 {
     uint64_t off = 0;
@@ -308,6 +323,26 @@ int server_replica_prepare(app *a)
     if (rc != STRATA_OK) {
         fprintf(stderr, "stratad: --replica-of %s: %s\n", s->replica_of, strata_errmsg());
         return rc;
+    }
+    /* An encrypted primary: its keyring (sealed under the master key this
+     * replica must share) comes first, so snapshots and records open. */
+    bool encrypted = (s->db.master_key != NULL && s->db.master_key[0] != '\0') ||
+                     (s->db.master_key_file != NULL && s->db.master_key_file[0] != '\0');
+    if (encrypted) {
+        char path[4200];
+        if (s->db.keyring_path != NULL && s->db.keyring_path[0] != '\0') {
+            snprintf(path, sizeof(path), "%s", s->db.keyring_path);
+        } else {
+            snprintf(path, sizeof(path), "%s/keyring", s->db.data_dir);
+        }
+        rc = mkdir(s->db.data_dir, 0700) == 0 || errno == EEXIST ? STRATA_OK : STRATA_EIO;
+        rc = rc ? rc : replica_fetch_keyring(a->replica, path);
+        if (rc == STRATA_ENOTFOUND) {
+            slog(SLOG_WARN, "the primary does not encrypt at rest; this replica will");
+        } else if (rc != STRATA_OK) {
+            slog(SLOG_WARN, "cannot fetch the primary's keyring (%s); using the local copy",
+                 strata_errmsg());
+        }
     }
     /* An empty replica starts from the primary's snapshot. If the primary
      * cannot be reached or refuses the key, start anyway, empty and

@@ -43,6 +43,7 @@ static route g_routes[] = {
     {"GET", "/v1/admin/replication/log", h_repl_log, -1, AUTH_REPL},
     {"GET", "/v1/admin/replication/snapshot", h_repl_snapshot, -1, AUTH_REPL},
     {"GET", "/v1/admin/replication/files/:name", h_repl_file, -1, AUTH_REPL},
+    {"GET", "/v1/admin/replication/keyring", h_repl_keyring, -1, AUTH_REPL},
     {"POST", "/v1/sessions/:session_id/turns", h_turn_append, -1, AUTH_TENANT},
     {"GET", "/v1/sessions/:session_id", h_session_get, -1, AUTH_TENANT},
     {"PATCH", "/v1/sessions/:session_id/state", h_session_stage, -1, AUTH_TENANT},

@@ -126,6 +126,7 @@ void h_repl_status(req_ctx *c);
 void h_repl_log(req_ctx *c);
 void h_repl_snapshot(req_ctx *c);
 void h_repl_file(req_ctx *c);
+void h_repl_keyring(req_ctx *c);
 /* Render the role, replica and snapshot metrics. */
 int metrics_render_repl(app *a, sbuf *out);
 /* Around strata_db_open in main: prepare (bootstrap an empty replica and

@@ -421,3 +421,48 @@ def test_forget_reaches_the_replica_and_its_files(make_server):
         assert hits == [], hits
     m = metrics(replica)
     assert m.get("strata_users_forgotten_total") == 1
+
+
+def test_encrypted_primary_replicates_to_a_replica_with_the_same_master_key(make_server):
+    """Encryption at rest on both sides: the replica fetches the primary's
+    sealed keyring at start and again for keys made later (new users), serves
+    the same data, holds no plaintext, and a forget reaches it."""
+    import os
+    import uuid
+    key_hex = os.urandom(32).hex()
+    enc = ["--master-key", key_hex]
+    primary, key = start_primary(make_server, extra=enc)
+    pc = primary.client()
+    early, late = "u-" + uuid.uuid4().hex[:8], "u-" + uuid.uuid4().hex[:8]
+    mk_early, mk_late = "zq" + uuid.uuid4().hex[:12], "zq" + uuid.uuid4().hex[:12]
+    r = pc.post("/v1/users/%s/memories" % early, {"memory_type": "fact",
+                                                 "content": "note %s" % mk_early},
+                headers=hdr(key))
+    assert r.status == 201
+    replica = start_replica(make_server, primary, extra=enc)
+    rc = replica.client()
+    # a user whose key is made after the replica copied the keyring
+    r = pc.post("/v1/users/%s/memories" % late, {"memory_type": "fact",
+                                                "content": "note %s" % mk_late},
+                headers=hdr(key))
+    assert r.status == 201
+    assert pc.add_turn("s-" + late, late, "hello %s" % mk_late, headers=hdr(key)).status == 201
+    wait_caught_up(primary, replica)
+    for uid, mk in ((early, mk_early), (late, mk_late)):
+        a, b = same(pc, rc, "/v1/users/%s/memories/search" % uid, key, method="POST",
+                    body={"query": "note", "mode": "keyword"})
+        assert a == b and [x["content"] for x in b["results"]] == ["note %s" % mk]
+    # a forget reaches the replica
+    assert pc.delete("/user/%s/memory" % late, headers=hdr(key)).status == 200
+    wait_caught_up(primary, replica)
+    r = rc.post("/v1/users/%s/memories/search" % late, {"query": "note", "mode": "keyword"},
+                headers=hdr(key))
+    assert r.json()["results"] == []
+    replica.stop()
+    primary.stop()
+    for srv in (primary, replica):
+        for root, _, names in os.walk(srv.data_dir):
+            for n in names:
+                with open(os.path.join(root, n), "rb") as f:
+                    data = f.read()
+                assert mk_early.encode() not in data and mk_late.encode() not in data, n
