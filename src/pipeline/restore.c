@@ -92,16 +92,29 @@ static int scan2_cb(void *ctx, const aol_record *rec)
         s->progress(s->progress_ctx, s->applied, s->total);
     }
     if (s->reembed && rec->type == AOL_MEM_ADD) {
+        /* A sealed record is opened with the copy's keyring (the source's),
+         * re-embedded, and sealed again on the way in. A shredded one stays
+         * as it is: nobody can read it, so there is nothing to re-embed. */
+        sbuf plain_buf;
+        sbuf_init(&plain_buf, AOL_MAX_PAYLOAD);
+        aol_record plain;
+        int rc = db_unseal(s->db, rec, &plain_buf, &plain);
+        if (rc == STRATA_ENOTFOUND) {
+            sbuf_free(&plain_buf);
+            return db_append_raw(s->db, rec);
+        }
         sbuf payload;
         sbuf_init(&payload, AOL_MAX_PAYLOAD);
-        int rc = db_mem_add_reembed(s->db->embedder, rec->payload, rec->payload_len, &payload);
+        rc = rc ? rc
+                : db_mem_add_reembed(s->db->embedder, plain.payload, plain.payload_len, &payload);
         if (rc == STRATA_OK) {
-            aol_record copy = *rec;
+            aol_record copy = plain;
             copy.payload = (const uint8_t *)payload.data;
             copy.payload_len = payload.len;
             rc = db_append_raw(s->db, &copy);
         }
         sbuf_free(&payload);
+        sbuf_free(&plain_buf);
         return rc;
     }
     return db_append_raw(s->db, rec);

@@ -192,3 +192,31 @@ def test_forgotten_user_cannot_be_read_from_an_old_copy(make_server, tmp_path):
     assert memories(c, gone, query="fact") == []
     assert [x["content"] for x in memories(c, stays, query="fact")] == ["fact %s" % ms]
     c.close()
+
+
+def test_reembed_an_encrypted_collection(make_server, tmp_path):
+    """strata reembed opens sealed memory records with the source's keyring,
+    re-embeds them and seals them again: the copy holds no plaintext."""
+    key = new_key()
+    srv = make_server(args=["--embed-dim", "64"], env={"STRATA_MASTER_KEY": key})
+    c = srv.client()
+    uid = tl.unique_id("u")
+    mk = marker()
+    r = c.post("/v1/users/%s/memories" % uid, {"memory_type": "fact",
+                                              "content": "User is allergic to %s" % mk})
+    assert r.status == 201
+    mid = r.json()["id"]
+    c.close()
+    srv.stop()
+    dst = str(tmp_path / "reembedded")
+    env = dict(os.environ, STRATA_MASTER_KEY=key)
+    out = subprocess.run([CLI, "reembed", "--data-dir", srv.data_dir, "--embedder", "hash",
+                          "--embed-dim", "128", dst], capture_output=True, text=True,
+                         timeout=120, env=env)
+    assert out.returncode == 0, out.stderr
+    assert files_with(dst, [mk, uid]) == []
+    again = make_server(data_dir=dst, args=["--embed-dim", "128"],
+                        env={"STRATA_MASTER_KEY": key})
+    c = again.client()
+    assert c.get("/v1/users/%s/memories/%s" % (uid, mid)).json()["content"].endswith(mk)
+    c.close()
