@@ -919,11 +919,14 @@ out:
     return rc;
 }
 
-int graph_node_get(graph *g, const char *tenant, const char *id, graph_node_info *out)
+/* Validate (tenant, id), take the lock (write or read) and find the node.
+ * On success the lock is held and *slot_out / *tenant_out are set; on failure
+ * (bad name, STRATA_ENOTFOUND) it is not. */
+static int node_open(graph *g, bool write, const char *tenant, const char *id,
+                     uint32_t *tenant_out, uint32_t *slot_out)
 {
     size_t tlen;
     size_t idlen;
-    memset(out, 0, sizeof(*out));
     int rc = check_name("tenant", tenant, &tlen);
     if (rc == STRATA_OK) {
         rc = check_name("node id", id, &idlen);
@@ -931,11 +934,30 @@ int graph_node_get(graph *g, const char *tenant, const char *id, graph_node_info
     if (rc != STRATA_OK) {
         return rc;
     }
-    graph_rdlock(g);
-    uint32_t slot = graph_node_find(g, graph_names_find(&g->tenants, tenant, tlen), id, idlen);
+    if (write) {
+        graph_wrlock(g);
+    } else {
+        graph_rdlock(g);
+    }
+    uint32_t t = graph_names_find(&g->tenants, tenant, tlen);
+    uint32_t slot = graph_node_find(g, t, id, idlen);
     if (slot == GRAPH_NONE) {
         graph_unlock(g);
         return strata_error(STRATA_ENOTFOUND, "graph: no node %s", id);
+    }
+    *tenant_out = t;
+    *slot_out = slot;
+    return STRATA_OK;
+}
+
+int graph_node_get(graph *g, const char *tenant, const char *id, graph_node_info *out)
+{
+    memset(out, 0, sizeof(*out));
+    uint32_t t;
+    uint32_t slot;
+    int rc = node_open(g, false, tenant, id, &t, &slot);
+    if (rc != STRATA_OK) {
+        return rc;
     }
     const graph_node *n = &g->nodes[slot];
     const graph_node_cold *c = &g->cold[slot];
@@ -969,25 +991,16 @@ void graph_node_info_free(graph_node_info *info)
 
 int graph_node_delete(graph *g, const char *tenant, const char *id, size_t *n_edges_out)
 {
-    size_t tlen;
-    size_t idlen;
     if (n_edges_out != NULL) {
         *n_edges_out = 0;
     }
-    int rc = check_name("tenant", tenant, &tlen);
-    if (rc == STRATA_OK) {
-        rc = check_name("node id", id, &idlen);
-    }
+    uint32_t t;
+    uint32_t slot;
+    int rc = node_open(g, true, tenant, id, &t, &slot);
     if (rc != STRATA_OK) {
         return rc;
     }
-    graph_wrlock(g);
-    uint32_t t = graph_names_find(&g->tenants, tenant, tlen);
-    uint32_t slot = graph_node_find(g, t, id, idlen);
-    if (slot == GRAPH_NONE) {
-        graph_unlock(g);
-        return strata_error(STRATA_ENOTFOUND, "graph: no node %s", id);
-    }
+    size_t idlen = strlen(id);
     graph_node *n = &g->nodes[slot];
     graph_node_cold *c = &g->cold[slot];
     /* Parsed first: the only step that can fail, before anything changes. */
@@ -1390,22 +1403,12 @@ int graph_node_list(graph *g, const char *tenant, graph_ids *out)
 
 int graph_neighbors(graph *g, const char *tenant, const char *id, graph_ids *out)
 {
-    size_t tlen;
-    size_t idlen;
     memset(out, 0, sizeof(*out));
-    int rc = check_name("tenant", tenant, &tlen);
-    if (rc == STRATA_OK) {
-        rc = check_name("node id", id, &idlen);
-    }
+    uint32_t t;
+    uint32_t slot;
+    int rc = node_open(g, false, tenant, id, &t, &slot);
     if (rc != STRATA_OK) {
         return rc;
-    }
-    graph_rdlock(g);
-    uint32_t t = graph_names_find(&g->tenants, tenant, tlen);
-    uint32_t slot = graph_node_find(g, t, id, idlen);
-    if (slot == GRAPH_NONE) {
-        graph_unlock(g);
-        return strata_error(STRATA_ENOTFOUND, "graph: no node %s", id);
     }
     const graph_node *n = &g->nodes[slot];
     size_t cap = (size_t)n->out.n + n->in.n;
